@@ -1,0 +1,6 @@
+/**
+ * Configuration from environment variables, validated at start (SPEC §1).
+ *
+ * @module
+ */
+export * from "./load_config.ts";

@@ -1,0 +1,15 @@
+/**
+ * The race-free connection core: the lifecycle states, the per-connection actor, the handshake
+ * coordinator, the dependency readiness checker and the race-condition detector. It never
+ * imports hono, Deno APIs, PostgreSQL or Redis; it is given narrow ports.
+ *
+ * @module
+ */
+export * from "./application_connection_state.ts";
+export * from "./connection_actor.ts";
+export * from "./connection_readiness_checker.ts";
+export * from "./handshake_coordinator.ts";
+export * from "./ports.ts";
+export * from "./race_condition_detector.ts";
+export * from "./readiness_latches.ts";
+export * from "./socket_port.ts";

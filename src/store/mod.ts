@@ -1,0 +1,6 @@
+/**
+ * Stores: threads, messages, runs and chat idempotency keys (SPEC §2, §5).
+ *
+ * @module
+ */
+export * from "./chat_store.ts";
