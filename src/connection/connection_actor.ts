@@ -207,7 +207,7 @@ export class ConnectionActor {
       void this.#pump();
       return;
     }
-    if (this.#state === "closing" && this.#closeOnOpen) {
+    if (this.#closeOnOpen) {
       // A close decided before the socket opened: now the client can be told its code.
       const { code, reason } = this.#closeOnOpen;
       this.#closeOnOpen = undefined;

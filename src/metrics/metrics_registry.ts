@@ -53,10 +53,21 @@ export class Gauge {
   readonly help: string;
   #values = new Map<string, number>();
   #collect?: () => Iterable<[Labels | undefined, number]>;
-  constructor(name: string, help: string, collect?: () => Iterable<[Labels | undefined, number]>) {
+  #type: "gauge" | "counter";
+  /**
+   * @param collect Reads the values at render time instead of `set`/`add`.
+   * @param type `counter` for a monotonic count kept elsewhere and read by `collect`.
+   */
+  constructor(
+    name: string,
+    help: string,
+    collect?: () => Iterable<[Labels | undefined, number]>,
+    type: "gauge" | "counter" = "gauge",
+  ) {
     this.name = name;
     this.help = help;
     this.#collect = collect;
+    this.#type = type;
   }
   set(value: number, labels?: Labels): void {
     this.#values.set(labelKey(labels), value);
@@ -72,7 +83,7 @@ export class Gauge {
     if (this.#collect) {
       for (const [labels, value] of this.#collect()) this.#values.set(labelKey(labels), value);
     }
-    return renderSeries(this.name, this.help, "gauge", this.#values);
+    return renderSeries(this.name, this.help, this.#type, this.#values);
   }
 }
 

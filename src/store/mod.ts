@@ -4,3 +4,4 @@
  * @module
  */
 export * from "./chat_store.ts";
+export * from "./memory_store.ts";

@@ -6,7 +6,7 @@
  * @module
  */
 import postgres from "postgres";
-import Redis from "ioredis";
+import { Redis } from "ioredis";
 
 /** The PostgreSQL server the tests use (SPEC §8 default). */
 export function testDatabaseUrl(): string {

@@ -1,0 +1,64 @@
+/**
+ * agentsocket: a Deno-native WebSocket backend for real-time AI chat. Wiring only: load the
+ * configuration, build the server, serve, and drain on SIGTERM or SIGINT.
+ *
+ * @module
+ */
+import { ConfigError, loadConfig } from "./src/config/mod.ts";
+import { buildServer } from "./src/server/build_server.ts";
+import { StartupError } from "./src/server/startup_error.ts";
+
+async function main(): Promise<number> {
+  let config;
+  try {
+    config = loadConfig();
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      console.error(error.message);
+      return 1;
+    }
+    throw error;
+  }
+  let server;
+  try {
+    server = await buildServer(config);
+  } catch (error) {
+    if (error instanceof StartupError) {
+      console.error(error.message);
+      return 1;
+    }
+    throw error;
+  }
+  const { log } = server;
+  const shutdown = new AbortController();
+  const http = Deno.serve({
+    hostname: config.host,
+    port: config.port,
+    signal: shutdown.signal,
+    onListen: ({ hostname, port }) => {
+      log.info("listening", {
+        url: `http://${hostname}:${port}`,
+        appEnv: config.appEnv,
+        store: config.databaseUrl ? "postgres" : "memory",
+        engine: config.redisUrl ? "redis" : "memory",
+        instanceId: config.instanceId,
+      });
+    },
+  }, server.fetch);
+  await server.start();
+
+  const stopped = Promise.withResolvers<string>();
+  for (const signal of ["SIGTERM", "SIGINT"] as const) {
+    Deno.addSignalListener(signal, () => stopped.resolve(signal));
+  }
+  const signal = await Promise.race([stopped.promise, http.finished.then(() => "closed")]);
+  log.info("shutting down", { signal });
+  await server.drain();
+  shutdown.abort();
+  await http.finished;
+  await server.close();
+  log.info("stopped");
+  return 0;
+}
+
+if (import.meta.main) Deno.exit(await main());

@@ -1,0 +1,202 @@
+/**
+ * The HTTP routes (SPEC §2) on hono: health, metrics, dev tokens, the REST history, the page,
+ * and `/ws`, which hands over to `ws/upgrade.ts`.
+ *
+ * @module
+ */
+import { Hono } from "hono";
+import type { Context } from "hono";
+import { errorMessage } from "../_util/log.ts";
+import type { Logger } from "../_util/log.ts";
+import { MAX_USER_ID_LENGTH } from "../auth/mod.ts";
+import type { DevTokenIssuer } from "../auth/mod.ts";
+import { InvalidTokenError } from "../connection/mod.ts";
+import type { ConnectionReadinessChecker, Principal, TokenVerifier } from "../connection/mod.ts";
+import type { ServerMetrics } from "../metrics/mod.ts";
+import type { ChatStore } from "../store/mod.ts";
+import { handleUpgrade } from "../ws/mod.ts";
+import type { UpgradeDeps } from "../ws/mod.ts";
+
+/** What the routes need. */
+export interface AppDeps {
+  readonly store: ChatStore;
+  readonly verifier: TokenVerifier;
+  /** Present only in development; absent means `/auth/dev-token` answers 404. */
+  readonly devTokens?: DevTokenIssuer;
+  readonly readiness: ConnectionReadinessChecker;
+  readonly metrics: ServerMetrics;
+  readonly upgrade: UpgradeDeps;
+  readonly log: Logger;
+  /** The chat page's HTML. */
+  readonly pageHtml: string;
+  /** Extra static files served as is, by path (the client library for the page). */
+  readonly staticFiles?: ReadonlyMap<string, { body: string; type: string }>;
+}
+
+/** The connection info Deno passes to a serve handler. */
+export interface ServeInfo {
+  readonly remoteAddr: {
+    readonly hostname: string;
+    readonly port?: number;
+    readonly transport?: string;
+  };
+}
+
+type Env = { Bindings: ServeInfo };
+
+/** Default and largest page size of the REST listings (SPEC §2). */
+export const PAGE_LIMITS = { default: 50, max: 200 } as const;
+
+/**
+ * Builds the HTTP application.
+ *
+ * @returns An object whose `fetch(request, info)` is given to `Deno.serve`.
+ */
+export function createApp(
+  deps: AppDeps,
+): { fetch: (request: Request, info: ServeInfo) => Response | Promise<Response> } {
+  const app = new Hono<Env>();
+
+  app.get("/ws", (c) => handleUpgrade(c.req.raw, deps.upgrade));
+
+  app.get("/health/live", (c) => c.json({ status: "live" }));
+  app.get("/health/ready", (c) => {
+    const report = deps.readiness.report();
+    return c.json(report, report.status === "ready" ? 200 : 503);
+  });
+  app.get("/metrics", (c) =>
+    c.body(deps.metrics.render(), 200, {
+      "content-type": "text/plain; version=0.0.4; charset=utf-8",
+    }));
+
+  app.post("/auth/dev-token", async (c) => {
+    if (!deps.devTokens || !isLoopback(c.env?.remoteAddr?.hostname)) return notFound(c);
+    let body: unknown;
+    try {
+      body = await c.req.json();
+    } catch {
+      return apiError(c, 400, "bad_request", 'Body must be JSON: {"userId":"alice"}');
+    }
+    const userId = (body as { userId?: unknown } | null)?.userId;
+    if (typeof userId !== "string" || userId.length === 0 || userId.length > MAX_USER_ID_LENGTH) {
+      return apiError(
+        c,
+        400,
+        "invalid_field",
+        `Field "userId" must be a string of 1 to ${MAX_USER_ID_LENGTH} characters`,
+      );
+    }
+    return c.json({ token: await deps.devTokens.issue(userId) });
+  });
+
+  app.get("/api/threads", async (c) => {
+    const principal = await authenticate(c, deps.verifier);
+    if (principal instanceof Response) return principal;
+    const page = pageRequest(c);
+    if (page instanceof Response) return page;
+    try {
+      const result = await deps.store.listThreads(principal.userId, page);
+      return c.json({
+        threads: result.items,
+        ...(result.nextCursor ? { nextCursor: result.nextCursor } : {}),
+      });
+    } catch (error) {
+      return storeFailure(c, deps, error);
+    }
+  });
+
+  app.get("/api/threads/:id/messages", async (c) => {
+    const principal = await authenticate(c, deps.verifier);
+    if (principal instanceof Response) return principal;
+    const page = pageRequest(c);
+    if (page instanceof Response) return page;
+    try {
+      const result = await deps.store.listMessages(principal.userId, c.req.param("id"), page);
+      if (result === null) return apiError(c, 404, "not_found", "Thread not found");
+      return c.json({
+        messages: result.items,
+        ...(result.nextCursor ? { nextCursor: result.nextCursor } : {}),
+      });
+    } catch (error) {
+      return storeFailure(c, deps, error);
+    }
+  });
+
+  app.get("/", (c) => c.html(deps.pageHtml));
+  for (const [path, file] of deps.staticFiles ?? []) {
+    app.get(path, (c) => c.body(file.body, 200, { "content-type": file.type }));
+  }
+
+  app.notFound((c) => notFound(c));
+  app.onError((error, c) => {
+    deps.log.error("request failed", { path: c.req.path, error: errorMessage(error) });
+    return apiError(c, 500, "internal", "Internal error");
+  });
+
+  return { fetch: (request, info) => app.fetch(request, info) };
+}
+
+async function authenticate(
+  c: Context<Env>,
+  verifier: TokenVerifier,
+): Promise<Principal | Response> {
+  const header = c.req.header("authorization");
+  const match = header ? /^Bearer\s+(\S+)\s*$/i.exec(header) : null;
+  if (!match) return unauthorized(c, "Authorization: Bearer <token> is required");
+  try {
+    return await verifier.verify(match[1]);
+  } catch (error) {
+    if (error instanceof InvalidTokenError) return unauthorized(c, error.message);
+    return apiError(c, 503, "unavailable", "Token verification is unavailable; try again");
+  }
+}
+
+function pageRequest(c: Context<Env>): { limit: number; before?: string } | Response {
+  const rawLimit = c.req.query("limit");
+  let limit: number = PAGE_LIMITS.default;
+  if (rawLimit !== undefined) {
+    limit = Number(rawLimit);
+    if (!/^\d+$/.test(rawLimit) || limit < 1 || limit > PAGE_LIMITS.max) {
+      return apiError(
+        c,
+        400,
+        "invalid_field",
+        `Query "limit" must be an integer from 1 to ${PAGE_LIMITS.max}`,
+      );
+    }
+  }
+  const before = c.req.query("before");
+  return before === undefined || before === "" ? { limit } : { limit, before };
+}
+
+function storeFailure(c: Context<Env>, deps: AppDeps, error: unknown): Response {
+  if (error instanceof RangeError) return apiError(c, 400, "invalid_field", error.message);
+  deps.log.warn("store request failed", { path: c.req.path, error: errorMessage(error) });
+  deps.readiness.reportFailure("postgres");
+  return apiError(c, 503, "unavailable", "The store is unavailable; try again");
+}
+
+function apiError(
+  c: Context<Env>,
+  status: 400 | 401 | 404 | 500 | 503,
+  code: string,
+  message: string,
+) {
+  return c.json({ error: { code, message } }, status);
+}
+
+function unauthorized(c: Context<Env>, message: string): Response {
+  c.header("www-authenticate", 'Bearer error="invalid_token"');
+  return apiError(c, 401, "unauthorized", message);
+}
+
+function notFound(c: Context<Env>): Response {
+  return apiError(c, 404, "not_found", "Not found");
+}
+
+/** Whether an address is the loopback interface (127.0.0.0/8, ::1, or ::ffff:127.x). */
+export function isLoopback(hostname: string | undefined): boolean {
+  if (hostname === undefined) return false;
+  const host = hostname.replace(/^\[|\]$/g, "");
+  return host === "::1" || /^127\./.test(host) || /^::ffff:127\./i.test(host);
+}

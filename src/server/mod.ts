@@ -1,0 +1,9 @@
+/**
+ * Composition of one instance: dependencies, the connection core, HTTP, drain.
+ *
+ * @module
+ */
+export * from "./build_server.ts";
+export * from "./connection_registry.ts";
+export * from "./drain_controller.ts";
+export * from "./startup_error.ts";
