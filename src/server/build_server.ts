@@ -81,13 +81,22 @@ export async function buildServer(
   const log = options.log ?? createLogger(config.logLevel);
   const production = config.appEnv === "production";
 
-  const { store, engine } = await createDependencies(config, { clock, log, ...options });
+  const { store, engine } = await createDependencies(config, {
+    clock,
+    log,
+    ...options,
+  });
 
-  const devSecret = config.jwt.key.kind === "dev_secret" ? randomSecret() : undefined;
+  const devSecret = config.jwt.key.kind === "dev_secret"
+    ? randomSecret()
+    : undefined;
   const verificationKey: VerificationKey = config.jwt.key.kind === "dev_secret"
     ? { kind: "secret", secret: devSecret! }
     : config.jwt.key.kind === "secret"
-    ? { kind: "secret", secret: new TextEncoder().encode(config.jwt.key.secret) }
+    ? {
+      kind: "secret",
+      secret: new TextEncoder().encode(config.jwt.key.secret),
+    }
     : config.jwt.key.kind === "jwks"
     ? { kind: "jwks", url: config.jwt.key.url }
     : { kind: "public_key", key: config.jwt.key.key };
@@ -108,7 +117,11 @@ export async function buildServer(
   }
   let verifier: TokenVerifier = jwtVerifier;
   if (config.testing.verifyDelayMs > 0) {
-    verifier = withVerifyDelay(jwtVerifier, config.testing.verifyDelayMs, clock);
+    verifier = withVerifyDelay(
+      jwtVerifier,
+      config.testing.verifyDelayMs,
+      clock,
+    );
   }
   const signingSecret = devSecret ??
     (config.jwt.key.kind === "secret"
@@ -134,7 +147,8 @@ export async function buildServer(
 
   const registry = new ConnectionRegistry();
   const detector = new RaceConditionDetector({
-    onViolation: (kind, detail) => log.error("race violation", { kind, detail }),
+    onViolation: (kind, detail) =>
+      log.error("race violation", { kind, detail }),
   });
 
   const agent = options.agent ??
@@ -143,8 +157,17 @@ export async function buildServer(
       stepDelayMs: config.agent.stepDelayMs,
       thinkingSteps: config.agent.thinkingSteps,
     });
-  let metrics: ServerMetrics | undefined;
-  const orchestrator = new RunOrchestrator({
+  // Read only at render time, once everything below exists.
+  const metrics: ServerMetrics = new ServerMetrics({
+    openConnections: () => registry.size,
+    raceViolations: () => detector.counts(),
+    dependencies: () =>
+      Object.entries(readiness.report().checks).map((
+        [name, check],
+      ) => [name, check.status === "up"]),
+    activeRuns: () => orchestrator.activeRunCount(),
+  });
+  const orchestrator: RunOrchestrator = new RunOrchestrator({
     store,
     engine,
     agent,
@@ -154,20 +177,10 @@ export async function buildServer(
     leaseMs: config.runLeaseMs,
     onDependencyFailure: (name) => readiness.reportFailure(name),
     observer: {
-      onRunStarted: () => metrics?.runsTotal.inc({ status: "started" }),
-      onRunEnded: (status) => metrics?.runsTotal.inc({ status }),
+      onRunStarted: () => metrics.runsTotal.inc({ status: "started" }),
+      onRunEnded: (status) => metrics.runsTotal.inc({ status }),
     },
   });
-  metrics = new ServerMetrics({
-    openConnections: () => registry.size,
-    raceViolations: () => detector.counts(),
-    dependencies: () =>
-      Object.entries(readiness.report().checks).map((
-        [name, check],
-      ) => [name, check.status === "up"]),
-    activeRuns: () => orchestrator.activeRunCount(),
-  });
-  const serverMetrics = metrics;
 
   const gate = {
     dependenciesReady: () => readiness.dependenciesReady(),
@@ -180,7 +193,9 @@ export async function buildServer(
     holdEventsUntilReady: !guardsOff.has("hold_events_until_ready"),
     dedupeBySeq: !guardsOff.has("dedupe_by_seq"),
   };
-  if (guardsOff.size > 0) log.warn("UNSAFE: race guards switched off", { guards: [...guardsOff] });
+  if (guardsOff.size > 0) {
+    log.warn("UNSAFE: race guards switched off", { guards: [...guardsOff] });
+  }
 
   const handshakeEngine = config.testing.subscribeDelayMs > 0
     ? withSubscribeDelay(engine, config.testing.subscribeDelayMs, clock)
@@ -215,12 +230,12 @@ export async function buildServer(
       closeTimeoutMs: 5_000,
     },
     observer: {
-      onReady: (_actor, ms) => serverMetrics.handshakeSeconds.observe(ms / 1000),
+      onReady: (_actor, ms) => metrics.handshakeSeconds.observe(ms / 1000),
       onClosed: (actor, code) => {
         registry.delete(actor);
-        serverMetrics.closeCodes.inc({ code: String(code) });
+        metrics.closeCodes.inc({ code: String(code) });
       },
-      onEventSent: () => serverMetrics.eventsDelivered.inc(),
+      onEventSent: () => metrics.eventsDelivered.inc(),
     },
   };
 
@@ -230,7 +245,7 @@ export async function buildServer(
     verifier,
     devTokens,
     readiness,
-    metrics: serverMetrics,
+    metrics,
     log,
     pageHtml: page.html,
     staticFiles: page.files,
@@ -243,7 +258,7 @@ export async function buildServer(
       log,
       onActor: (actor: ConnectionActor) => {
         registry.add(actor);
-        serverMetrics.connectionsTotal.inc();
+        metrics.connectionsTotal.inc();
       },
     },
   });
@@ -263,7 +278,7 @@ export async function buildServer(
   return {
     config,
     log,
-    metrics: serverMetrics,
+    metrics,
     detector,
     registry,
     fetch: app.fetch,
@@ -275,7 +290,9 @@ export async function buildServer(
     async close() {
       readiness.stop();
       await orchestrator.stop();
-      for (const actor of registry.list()) actor.close(CloseCode.ServiceRestart, "Server stopped");
+      for (const actor of registry.list()) {
+        actor.close(CloseCode.ServiceRestart, "Server stopped");
+      }
       await Promise.allSettled([store.close(), engine.close()]);
     },
   };
@@ -283,7 +300,12 @@ export async function buildServer(
 
 async function createDependencies(
   config: Config,
-  context: { clock: Clock; log: Logger; store?: ChatStore; engine?: EventEngine },
+  context: {
+    clock: Clock;
+    log: Logger;
+    store?: ChatStore;
+    engine?: EventEngine;
+  },
 ): Promise<{ store: ChatStore; engine: EventEngine }> {
   const { clock, log } = context;
   const store = context.store ??
@@ -297,18 +319,34 @@ async function createDependencies(
   return { store, engine };
 }
 
-function createPostgresStore(_config: Config, _clock: Clock, _log: Logger): Promise<ChatStore> {
+function createPostgresStore(
+  _config: Config,
+  _clock: Clock,
+  _log: Logger,
+): Promise<ChatStore> {
   // TODO(#3): the PostgreSQL store lands with the real-services issue.
-  return Promise.reject(new StartupError("DATABASE_URL is not supported yet by this build"));
+  return Promise.reject(
+    new StartupError("DATABASE_URL is not supported yet by this build"),
+  );
 }
 
-function createRedisEngine(_config: Config, _clock: Clock, _log: Logger): Promise<EventEngine> {
+function createRedisEngine(
+  _config: Config,
+  _clock: Clock,
+  _log: Logger,
+): Promise<EventEngine> {
   // TODO(#3): the Redis engine lands with the real-services issue.
-  return Promise.reject(new StartupError("REDIS_URL is not supported yet by this build"));
+  return Promise.reject(
+    new StartupError("REDIS_URL is not supported yet by this build"),
+  );
 }
 
 /** Test-only: stretches token verification (TEST_DELAY_VERIFY_MS). */
-function withVerifyDelay(verifier: TokenVerifier, ms: number, clock: Clock): TokenVerifier {
+function withVerifyDelay(
+  verifier: TokenVerifier,
+  ms: number,
+  clock: Clock,
+): TokenVerifier {
   return {
     async verify(token) {
       await delay(clock, ms);
@@ -318,7 +356,11 @@ function withVerifyDelay(verifier: TokenVerifier, ms: number, clock: Clock): Tok
 }
 
 /** Test-only: stretches the handshake's subscription (TEST_DELAY_SUBSCRIBE_MS). */
-function withSubscribeDelay(engine: EventEngine, ms: number, clock: Clock): EventEngine {
+function withSubscribeDelay(
+  engine: EventEngine,
+  ms: number,
+  clock: Clock,
+): EventEngine {
   return new Proxy(engine, {
     get(target, property, receiver) {
       if (property === "subscribe") {

@@ -1,0 +1,67 @@
+/**
+ * SPEC §6 drain with the memory engine: on SIGTERM the instance reports draining, closes new
+ * upgrades with 1012, refuses chats with `draining`, keeps each socket open until its user's
+ * runs end, ends runs still going at the drain timeout with `agent_failed` (`shutdown`), and
+ * exits 0.
+ */
+import assert from "node:assert/strict";
+import { startServer } from "../_helpers/start_server.ts";
+import type { ServerProcess } from "../_helpers/start_server.ts";
+import { TestClient } from "../_helpers/test_client.ts";
+
+async function waitDraining(server: ServerProcess): Promise<void> {
+  await server.waitFor("/health/ready", 503);
+  const body = await (await fetch(`${server.url}/health/ready`)).json();
+  assert.equal(body.status, "draining");
+}
+
+Deno.test("drain (memory engine): runs finish, their sockets close 1012 after, the process exits 0", async () => {
+  await using server = await startServer({
+    env: { AGENT_STEP_DELAY_MS: "150", DRAIN_TIMEOUT_MS: "20000", DRAIN_SPREAD_MS: "50" },
+  });
+  const busy = TestClient.open(server.wsUrl);
+  await busy.hello(await server.devToken("busy"));
+  const idle = TestClient.open(server.wsUrl);
+  await idle.hello(await server.devToken("idle"));
+  busy.send({ type: "chat", id: "long", text: "hello" });
+  await busy.nextOf("ack");
+  await busy.nextOf("event"); // agent_started: the run is in flight
+
+  const signalled = server.stop("SIGTERM");
+  await waitDraining(server);
+
+  // The idle user's socket closes with 1012 at once; a new upgrade is accepted, then closed 1012.
+  assert.equal((await idle.waitClosed()).code, 1012);
+  const late = TestClient.open(server.wsUrl);
+  await late.opened;
+  assert.equal((await late.waitClosed()).code, 1012);
+
+  // The busy user keeps its socket until its run ends; a new chat there is refused.
+  busy.send({ type: "chat", id: "another", text: "hi", threadId: "whatever" });
+  const refused = await busy.nextOf("error");
+  assert.deepEqual([refused.code, refused.ref], ["draining", "another"]);
+  const events = await busy.eventsUntil((e) => e.name === "agent_completed");
+  assert.equal(events.at(-1)?.name, "agent_completed");
+  assert.equal((await busy.waitClosed()).code, 1012);
+
+  const status = await signalled;
+  assert.equal(status.code, 0, server.logs());
+});
+
+Deno.test("drain (memory engine): a run still going at the drain timeout ends agent_failed shutdown", async () => {
+  await using server = await startServer({
+    env: { AGENT_STEP_DELAY_MS: "60000", DRAIN_TIMEOUT_MS: "300", DRAIN_SPREAD_MS: "0" },
+  });
+  const client = TestClient.open(server.wsUrl);
+  await client.hello(await server.devToken("slow"));
+  client.send({ type: "chat", id: "forever", text: "hello" });
+  await client.nextOf("ack");
+  await client.nextOf("event");
+  const signalled = server.stop("SIGTERM");
+  const events = await client.eventsUntil((e) => e.name.startsWith("agent_") && e.name !== "agent_started" && e.name !== "agent_thinking");
+  const last = events.at(-1)!;
+  assert.equal(last.name, "agent_failed");
+  assert.equal((last.data.error as { code: string }).code, "shutdown");
+  assert.equal((await client.waitClosed()).code, 1012);
+  assert.equal((await signalled).code, 0, server.logs());
+});
