@@ -87,9 +87,7 @@ export async function buildServer(
     ...options,
   });
 
-  const devSecret = config.jwt.key.kind === "dev_secret"
-    ? randomSecret()
-    : undefined;
+  const devSecret = config.jwt.key.kind === "dev_secret" ? randomSecret() : undefined;
   const verificationKey: VerificationKey = config.jwt.key.kind === "dev_secret"
     ? { kind: "secret", secret: devSecret! }
     : config.jwt.key.kind === "secret"
@@ -147,8 +145,7 @@ export async function buildServer(
 
   const registry = new ConnectionRegistry();
   const detector = new RaceConditionDetector({
-    onViolation: (kind, detail) =>
-      log.error("race violation", { kind, detail }),
+    onViolation: (kind, detail) => log.error("race violation", { kind, detail }),
   });
 
   const agent = options.agent ??

@@ -58,7 +58,9 @@ Deno.test("drain (memory engine): a run still going at the drain timeout ends ag
   await client.nextOf("ack");
   await client.nextOf("event");
   const signalled = server.stop("SIGTERM");
-  const events = await client.eventsUntil((e) => e.name.startsWith("agent_") && e.name !== "agent_started" && e.name !== "agent_thinking");
+  const events = await client.eventsUntil((e) =>
+    e.name.startsWith("agent_") && e.name !== "agent_started" && e.name !== "agent_thinking"
+  );
   const last = events.at(-1)!;
   assert.equal(last.name, "agent_failed");
   assert.equal((last.data.error as { code: string }).code, "shutdown");
