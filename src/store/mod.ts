@@ -1,6 +1,9 @@
 /**
  * Stores: threads, messages, runs and chat idempotency keys (SPEC §2, §5).
  *
+ * `PostgresStore` and the migrations are imported from `./postgres_store.ts` and
+ * `./migrate.ts` directly, so that importing this module never loads postgres.js.
+ *
  * @module
  */
 export * from "./chat_store.ts";

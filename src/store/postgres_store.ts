@@ -1,0 +1,630 @@
+/**
+ * The PostgreSQL {@link ChatStore} (SPEC §5): threads, messages, runs and chat ids persist and
+ * are shared by every instance.
+ *
+ * @module
+ */
+import postgres from "postgres";
+import { type Clock, systemClock } from "../_util/clock.ts";
+import { DependencyUnavailableError } from "../_util/dependency_unavailable_error.ts";
+import { errorMessage, type Logger, silentLogger } from "../_util/log.ts";
+import type { RunStatus } from "../protocol/mod.ts";
+import type {
+  BeginChatInput,
+  BeginChatResult,
+  ChatStore,
+  MessageRecord,
+  Page,
+  PageRequest,
+  RunOutcome,
+  RunRecord,
+  ThreadRecord,
+} from "./chat_store.ts";
+import { checkLimit, decodeCursor, encodeCursor } from "./_cursor.ts";
+import {
+  checkPositive,
+  DEFAULT_CHAT_ID_TTL_SECONDS,
+  INTERRUPTED_ERROR,
+  threadTitle,
+} from "./_chat_rules.ts";
+import { migrate, type Migration, MigrationError } from "./migrate.ts";
+import { toStoreError } from "./_postgres_errors.ts";
+
+/** Options of {@link PostgresStore}. */
+export interface PostgresStoreOptions {
+  /** `postgres://user:password@host:port/database` */
+  readonly url: string;
+  /**
+   * Source of every stored time (timestamps, leases, chat id expiry). Order never comes from
+   * it: threads and messages are ordered by identity columns the database assigns.
+   */
+  readonly clock?: Clock;
+  /** Where migrations and the first outage are logged. */
+  readonly log?: Logger;
+  /**
+   * How long a chat id stays an idempotency key, in seconds.
+   * @default {86400}
+   */
+  readonly chatIdTtlSeconds?: number;
+  /**
+   * Connection pool size.
+   * @default {10}
+   */
+  readonly max?: number;
+  /**
+   * How long opening a connection may take before the call fails with
+   * `DependencyUnavailableError`, in seconds.
+   * @default {5}
+   */
+  readonly connectTimeoutSeconds?: number;
+  /**
+   * Server-side limit on one statement, in milliseconds; past it the call fails with
+   * `DependencyUnavailableError` (migrations are exempt).
+   * @default {15000}
+   */
+  readonly statementTimeoutMs?: number;
+  /** The migrations to apply; the shipped files by default (tests pass others). */
+  readonly migrations?: readonly Migration[];
+}
+
+/**
+ * Row of `runs` as postgres.js returns it: columns camelCased by the pool's transform, int8 as
+ * string, timestamptz as Date.
+ */
+interface RunRow {
+  id: string;
+  userId: string;
+  threadId: string;
+  chatId: string;
+  text: string;
+  status: RunStatus;
+  startSeq: string | null;
+  endSeq: string | null;
+  ownerInstance: string;
+  reply: string | null;
+  errorCode: string | null;
+  errorMessage: string | null;
+  createdAt: Date;
+  finishedAt: Date | null;
+}
+
+interface ThreadRow {
+  id: string;
+  title: string;
+  position: string;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+interface MessageRow {
+  id: string;
+  role: "user" | "assistant";
+  text: string;
+  runId: string;
+  seq: string | null;
+  position: string;
+  createdAt: Date;
+}
+
+/** Carries a decided outcome out of `sql.begin`, rolling the transaction back. */
+class Rollback {
+  readonly result: BeginChatResult;
+  constructor(result: BeginChatResult) {
+    this.result = result;
+  }
+}
+
+/**
+ * A {@link ChatStore} on PostgreSQL.
+ *
+ * Construction never connects, so the server starts while PostgreSQL is down (SPEC §7).
+ * The first call that reaches PostgreSQL — normally the readiness probe's {@link ping} —
+ * applies the migrations first (see `migrate.ts`); until both succeed every call rejects with
+ * `DependencyUnavailableError`. A migration that fails for another reason (a SQL error) is
+ * fatal: every call from then on rejects with the same {@link MigrationError}, whose message
+ * names the file, and start-up should print it and exit.
+ *
+ * Races are decided by constraints, not by reading first: a unique key on
+ * `chat_keys (user_id, chat_id)` and a partial unique index on `runs (thread_id) WHERE status
+ * = 'running'`, both written with `ON CONFLICT`, the loser re-reading the winner's row.
+ *
+ * @example Connect and record a chat
+ * ```ts ignore
+ * import { PostgresStore } from "./postgres_store.ts";
+ *
+ * await using store = new PostgresStore({ url: Deno.env.get("DATABASE_URL")! });
+ * await store.ping(); // migrates on first contact
+ * const result = await store.beginChat({
+ *   userId: "alice",
+ *   chatId: "c1",
+ *   text: "hello",
+ *   ownerInstance: "i1",
+ *   leaseMs: 30_000,
+ * });
+ * ```
+ */
+export class PostgresStore implements ChatStore {
+  /** Always `postgres`. */
+  readonly kind = "postgres" as const;
+  #sql: postgres.Sql;
+  #clock: Clock;
+  #log: Logger;
+  #chatIdTtlMs: number;
+  #migrations: readonly Migration[] | undefined;
+  #ready: Promise<void> | null = null;
+  #fatal: MigrationError | null = null;
+
+  /**
+   * Creates the store and its (lazy) connection pool; connects nothing yet.
+   *
+   * @throws {RangeError} When a numeric option is not positive.
+   * @throws {TypeError} When `url` is not a PostgreSQL URL.
+   */
+  constructor(options: PostgresStoreOptions) {
+    const what = "PostgreSQL store";
+    this.#clock = options.clock ?? systemClock;
+    this.#log = options.log ?? silentLogger;
+    this.#chatIdTtlMs = checkPositive(
+      what,
+      "chatIdTtlSeconds",
+      options.chatIdTtlSeconds ?? DEFAULT_CHAT_ID_TTL_SECONDS,
+    ) * 1000;
+    this.#migrations = options.migrations;
+    // The URL may carry a password: never quote it in an error.
+    const protocol = URL.canParse(options.url) ? new URL(options.url).protocol : null;
+    if (protocol !== "postgres:" && protocol !== "postgresql:") {
+      throw new TypeError(
+        `Cannot create ${what}: "url" must be a postgres:// URL, received ${
+          protocol === null ? "something that is not a URL" : `a ${protocol} URL`
+        }`,
+      );
+    }
+    this.#sql = postgres(options.url, {
+      max: checkPoolSize(options.max ?? 10),
+      connect_timeout: checkPositive(
+        what,
+        "connectTimeoutSeconds",
+        options.connectTimeoutSeconds ?? 5,
+      ),
+      idle_timeout: 30,
+      onnotice: () => {},
+      transform: { column: { from: postgres.toCamel } },
+      connection: {
+        application_name: "agentsocket",
+        statement_timeout: checkPositive(
+          what,
+          "statementTimeoutMs",
+          options.statementTimeoutMs ?? 15_000,
+        ),
+      },
+    });
+  }
+
+  /**
+   * Creates a store and waits until it answers with its migrations applied.
+   *
+   * @throws {DependencyUnavailableError} When PostgreSQL cannot be reached (the pool is closed).
+   * @throws {MigrationError} When a migration fails.
+   */
+  static async connect(options: PostgresStoreOptions): Promise<PostgresStore> {
+    const store = new PostgresStore(options);
+    try {
+      await store.ping();
+      return store;
+    } catch (error) {
+      await store.close();
+      throw error;
+    }
+  }
+
+  /** {@inheritDoc ChatStore.beginChat} */
+  async beginChat(input: BeginChatInput): Promise<BeginChatResult> {
+    if (!isStorableId(input.userId) || !isStorableId(input.chatId)) {
+      throw new RangeError(
+        `Cannot record chat: "userId" and "chatId" must not contain NUL or unpaired surrogates`,
+      );
+    }
+    if (input.threadId !== undefined && !isStorableId(input.threadId)) {
+      return { kind: "not_found" }; // no stored id holds one
+    }
+    return await this.#query(async (sql) => {
+      // A key row can vanish between our conflict and our read (abandonChat): try again.
+      for (let attempt = 1;; attempt++) {
+        const result = await this.#tryBeginChat(sql, input);
+        if (result !== null) return result;
+        if (attempt === 5) {
+          throw new Error(`Cannot record chat "${input.chatId}": its key kept changing`);
+        }
+      }
+    });
+  }
+
+  async #tryBeginChat(sql: postgres.Sql, input: BeginChatInput): Promise<BeginChatResult | null> {
+    const nowMs = this.#clock.now();
+    const now = new Date(nowMs);
+    const runId = crypto.randomUUID();
+    const threadId = input.threadId ?? crypto.randomUUID();
+    const { userId, chatId } = input;
+    const text = storableText(input.text);
+    try {
+      return await sql.begin(async (tx) => {
+        // The key decides first: a concurrent chat with this id waits here for ours.
+        const claimed = await tx`
+          INSERT INTO chat_keys AS k (user_id, chat_id, run_id, thread_id, text, expires_at)
+          VALUES (${userId}, ${chatId}, ${runId}, ${threadId}, ${text},
+                  ${new Date(nowMs + this.#chatIdTtlMs)})
+          ON CONFLICT (user_id, chat_id) DO UPDATE
+            SET run_id = excluded.run_id, thread_id = excluded.thread_id,
+                text = excluded.text, expires_at = excluded.expires_at
+            WHERE k.expires_at <= ${now}
+          RETURNING 1`;
+        if (claimed.length === 0) {
+          const [key] = await tx<
+            { threadId: string; runId: string; text: string; status: RunStatus }[]
+          >`
+            SELECT k.thread_id, k.run_id, k.text, r.status
+            FROM chat_keys k JOIN runs r ON r.id = k.run_id
+            WHERE k.user_id = ${userId} AND k.chat_id = ${chatId}`;
+          if (key === undefined) return null;
+          const sameThread = input.threadId === undefined || input.threadId === key.threadId;
+          if (key.text !== text || !sameThread) return { kind: "idempotency_conflict" } as const;
+          return {
+            kind: "duplicate",
+            threadId: key.threadId,
+            runId: key.runId,
+            status: key.status,
+          } as const;
+        }
+
+        if (input.threadId !== undefined) {
+          // Locks the thread row: concurrent chats on it queue here.
+          const owned = await tx`
+            UPDATE threads SET updated_at = ${now}
+            WHERE id = ${threadId} AND user_id = ${userId}
+            RETURNING id`;
+          if (owned.length === 0) throw new Rollback({ kind: "not_found" });
+        } else {
+          await tx`
+            INSERT INTO threads (id, user_id, title, created_at, updated_at)
+            VALUES (${threadId}, ${userId}, ${threadTitle(text)}, ${now}, ${now})`;
+        }
+
+        const [run] = await tx<RunRow[]>`
+          INSERT INTO runs (id, user_id, thread_id, chat_id, text, status, owner_instance,
+                            lease_until, created_thread, created_at)
+          VALUES (${runId}, ${userId}, ${threadId}, ${chatId}, ${text}, 'running',
+                  ${input.ownerInstance}, ${new Date(nowMs + input.leaseMs)},
+                  ${input.threadId === undefined}, ${now})
+          ON CONFLICT (thread_id) WHERE status = 'running' DO NOTHING
+          RETURNING *`;
+        if (run === undefined) throw new Rollback({ kind: "thread_busy" });
+
+        await tx`
+          INSERT INTO messages (id, thread_id, user_id, run_id, role, text, created_at)
+          VALUES (${crypto.randomUUID()}, ${threadId}, ${userId}, ${runId}, 'user', ${text},
+                  ${now})`;
+        return { kind: "started", run: toRunRecord(run) } as const;
+      });
+    } catch (error) {
+      if (error instanceof Rollback) return error.result;
+      throw error;
+    }
+  }
+
+  /** {@inheritDoc ChatStore.abandonChat} */
+  async abandonChat(userId: string, runId: string): Promise<void> {
+    if (!isStorableId(userId, runId)) return;
+    await this.#query(async (sql) => {
+      await sql.begin(async (tx) => {
+        const [run] = await tx<{ threadId: string; createdThread: boolean }[]>`
+          SELECT thread_id, created_thread FROM runs
+          WHERE id = ${runId} AND user_id = ${userId}
+          FOR UPDATE`;
+        if (run === undefined) return;
+        // Cascades remove the run's messages and chat key (and the thread's runs).
+        if (run.createdThread) {
+          await tx`DELETE FROM threads WHERE id = ${run.threadId} AND user_id = ${userId}`;
+        } else {
+          await tx`DELETE FROM runs WHERE id = ${runId} AND user_id = ${userId}`;
+        }
+      });
+    });
+  }
+
+  /** {@inheritDoc ChatStore.recordRunStart} */
+  recordRunStart(userId: string, runId: string, seq: number): Promise<void> {
+    return this.#recordSeq(userId, runId, seq, "user");
+  }
+
+  /** {@inheritDoc ChatStore.recordRunEnd} */
+  recordRunEnd(userId: string, runId: string, seq: number): Promise<void> {
+    return this.#recordSeq(userId, runId, seq, "assistant");
+  }
+
+  #recordSeq(
+    userId: string,
+    runId: string,
+    seq: number,
+    role: "user" | "assistant",
+  ): Promise<void> {
+    if (!isStorableId(userId, runId)) return Promise.resolve();
+    return this.#query(async (sql) => {
+      const column = sql(role === "user" ? "start_seq" : "end_seq");
+      await sql`
+        WITH run AS (
+          UPDATE runs SET ${column} = ${seq}
+          WHERE id = ${runId} AND user_id = ${userId}
+          RETURNING id
+        )
+        UPDATE messages SET seq = ${seq}
+        WHERE run_id IN (SELECT id FROM run) AND role = ${role}`;
+    });
+  }
+
+  /** {@inheritDoc ChatStore.finishRun} */
+  async finishRun(userId: string, runId: string, outcome: RunOutcome): Promise<boolean> {
+    if (!isStorableId(userId, runId)) return false;
+    return await this.#query(async (sql) => {
+      const now = new Date(this.#clock.now());
+      const reply = outcome.status === "completed" ? storableText(outcome.reply) : null;
+      const error = outcome.status === "failed"
+        ? { code: storableText(outcome.error.code), message: storableText(outcome.error.message) }
+        : null;
+      // One statement: the conditional update, the reply and the thread's touch commit together.
+      const [row] = await sql<{ finished: string }[]>`
+        WITH finished AS (
+          UPDATE runs
+          SET status = ${outcome.status}, reply = ${reply}, error_code = ${error?.code ?? null},
+              error_message = ${error?.message ?? null}, finished_at = ${now}
+          WHERE id = ${runId} AND user_id = ${userId} AND status = 'running'
+          RETURNING id, thread_id, user_id
+        ), reply AS (
+          INSERT INTO messages (id, thread_id, user_id, run_id, role, text, created_at)
+          SELECT ${crypto.randomUUID()}, thread_id, user_id, id, 'assistant', ${reply}::text,
+                 ${now}
+          FROM finished WHERE ${reply}::text IS NOT NULL
+        ), touched AS (
+          UPDATE threads SET updated_at = ${now}
+          FROM finished WHERE threads.id = finished.thread_id
+        )
+        SELECT count(*) AS finished FROM finished`;
+      return row.finished !== "0";
+    });
+  }
+
+  /** {@inheritDoc ChatStore.getRun} */
+  async getRun(userId: string, runId: string): Promise<RunRecord | null> {
+    if (!isStorableId(userId, runId)) return null;
+    return await this.#query(async (sql) => {
+      const [run] = await sql<RunRow[]>`
+        SELECT * FROM runs WHERE id = ${runId} AND user_id = ${userId}`;
+      return run === undefined ? null : toRunRecord(run);
+    });
+  }
+
+  /** {@inheritDoc ChatStore.listThreads} */
+  async listThreads(userId: string, page: PageRequest): Promise<Page<ThreadRecord>> {
+    checkLimit(page.limit);
+    const before = page.before === undefined ? null : decodeCursor("t", page.before);
+    if (!isStorableId(userId)) return { items: [] };
+    return await this.#query(async (sql) => {
+      const rows = await sql<ThreadRow[]>`
+        SELECT id, title, position, created_at, updated_at FROM threads
+        WHERE user_id = ${userId}
+          ${before === null ? sql`` : sql`AND position < ${before.toString()}::bigint`}
+        ORDER BY position DESC
+        LIMIT ${page.limit + 1}`;
+      const items = rows.slice(0, page.limit);
+      const more = rows.length > page.limit;
+      return pageOf(
+        items.map(toThreadRecord),
+        more ? encodeCursor("t", items.at(-1)!.position) : null,
+      );
+    });
+  }
+
+  /** {@inheritDoc ChatStore.listMessages} */
+  async listMessages(
+    userId: string,
+    threadId: string,
+    page: PageRequest,
+  ): Promise<Page<MessageRecord> | null> {
+    checkLimit(page.limit);
+    const before = page.before === undefined ? null : decodeCursor("m", page.before);
+    if (!isStorableId(userId, threadId)) return null;
+    return await this.#query(async (sql) => {
+      const [thread] = await sql`
+        SELECT 1 FROM threads WHERE id = ${threadId} AND user_id = ${userId}`;
+      if (thread === undefined) return null;
+      const rows = await sql<MessageRow[]>`
+        SELECT id, role, text, run_id, seq, position, created_at FROM messages
+        WHERE thread_id = ${threadId} AND user_id = ${userId}
+          ${before === null ? sql`` : sql`AND position < ${before.toString()}::bigint`}
+        ORDER BY position DESC
+        LIMIT ${page.limit + 1}`;
+      const items = rows.slice(0, page.limit).reverse();
+      const more = rows.length > page.limit;
+      return pageOf(
+        items.map(toMessageRecord),
+        more ? encodeCursor("m", items[0].position) : null,
+      );
+    });
+  }
+
+  /** {@inheritDoc ChatStore.renewLeases} */
+  renewLeases(ownerInstance: string, runIds: readonly string[], leaseMs: number): Promise<void> {
+    return this.#query(async (sql) => {
+      const ids = runIds.filter((id) => isStorableId(id));
+      if (ids.length === 0 || !isStorableId(ownerInstance)) return;
+      await sql`
+        UPDATE runs SET lease_until = ${new Date(this.#clock.now() + leaseMs)}
+        WHERE owner_instance = ${ownerInstance} AND id IN ${sql(ids)}`;
+    });
+  }
+
+  /** {@inheritDoc ChatStore.claimOrphanedRuns} */
+  claimOrphanedRuns(claimer: string, leaseMs: number, limit: number): Promise<RunRecord[]> {
+    return this.#query(async (sql) => {
+      if (limit < 1) return [];
+      const nowMs = this.#clock.now();
+      const now = new Date(nowMs);
+      // SKIP LOCKED: concurrent claimers take disjoint rows; a row another claimer updated
+      // meanwhile is re-checked against the WHERE clause, so each run goes to one claimer.
+      const rows = await sql<RunRow[]>`
+        WITH orphans AS (
+          SELECT id, status AS was FROM runs
+          WHERE lease_until <= ${now} AND (status = 'running' OR end_seq IS NULL)
+          ORDER BY lease_until
+          LIMIT ${limit}
+          FOR UPDATE SKIP LOCKED
+        ), claimed AS (
+          UPDATE runs r SET
+            status = CASE WHEN o.was = 'running' THEN 'failed' ELSE r.status END,
+            error_code = CASE WHEN o.was = 'running' THEN ${INTERRUPTED_ERROR.code}
+                         ELSE r.error_code END,
+            error_message = CASE WHEN o.was = 'running' THEN ${INTERRUPTED_ERROR.message}
+                            ELSE r.error_message END,
+            finished_at = CASE WHEN o.was = 'running' THEN ${now}::timestamptz
+                          ELSE r.finished_at END,
+            owner_instance = ${claimer},
+            lease_until = ${new Date(nowMs + leaseMs)}
+          FROM orphans o
+          WHERE r.id = o.id
+          RETURNING r.*, o.was
+        ), touched AS (
+          UPDATE threads SET updated_at = ${now}
+          FROM claimed WHERE threads.id = claimed.thread_id AND claimed.was = 'running'
+        )
+        SELECT * FROM claimed ORDER BY lease_until, id`;
+      return rows.map(toRunRecord);
+    });
+  }
+
+  /**
+   * Resolves when PostgreSQL answers and the migrations have been applied (applying them on
+   * first contact).
+   *
+   * @throws {DependencyUnavailableError} While PostgreSQL cannot be reached.
+   * @throws {MigrationError} When a migration failed: fatal, see the class doc.
+   */
+  ping(): Promise<void> {
+    return this.#query(async (sql) => {
+      await sql`SELECT 1`;
+    });
+  }
+
+  /**
+   * Closes the pool, waiting up to 5 s for queries in flight. Idempotent. After an outage
+   * that cut a query mid-flight it takes the full 5 s: postgres.js 3.4.9 keeps such a
+   * connection waiting for an answer that never comes (porsager/postgres#1097), and the
+   * timeout is what ends it.
+   */
+  async close(): Promise<void> {
+    await this.#sql.end({ timeout: 5 });
+  }
+
+  /** Same as {@link PostgresStore.close}, for `await using`. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  /** Runs `fn` once the schema is migrated, mapping outages to DependencyUnavailableError. */
+  async #query<T>(fn: (sql: postgres.Sql) => Promise<T>): Promise<T> {
+    await this.#whenMigrated();
+    try {
+      return await fn(this.#sql);
+    } catch (error) {
+      throw toStoreError(error);
+    }
+  }
+
+  #whenMigrated(): Promise<void> {
+    if (this.#fatal !== null) return Promise.reject(this.#fatal);
+    this.#ready ??= migrate(this.#sql, { log: this.#log, migrations: this.#migrations }).then(
+      () => {},
+      (error: unknown) => {
+        this.#ready = null; // retried by the next call
+        if (error instanceof MigrationError) {
+          this.#fatal = error;
+          this.#log.error("migration failed", { error: errorMessage(error) });
+          throw error;
+        }
+        const mapped = toStoreError(error);
+        if (mapped instanceof DependencyUnavailableError) throw mapped;
+        throw error;
+      },
+    );
+    return this.#ready;
+  }
+}
+
+function checkPoolSize(max: number): number {
+  if (!Number.isSafeInteger(max) || max < 1) {
+    throw new RangeError(
+      `Cannot create PostgreSQL store: "max" must be a positive integer, received ${max}`,
+    );
+  }
+  return max;
+}
+
+/**
+ * PostgreSQL `text` cannot hold NUL, and postgres.js encodes a lone surrogate as U+FFFD: an
+ * id with either can match no stored row (ours are UUIDs, user ids come from tokens).
+ */
+function isStorableId(...ids: string[]): boolean {
+  return ids.every((id) => !id.includes("\0") && id.isWellFormed());
+}
+
+/**
+ * Free text as PostgreSQL will store it: NUL and lone surrogates become U+FFFD. Applied before
+ * comparing a repeated chat's text with the stored one, so a retry still matches.
+ */
+function storableText(text: string): string {
+  return text.toWellFormed().replaceAll("\0", "\uFFFD");
+}
+
+function pageOf<T>(items: T[], nextCursor: string | null): Page<T> {
+  return nextCursor === null ? { items } : { items, nextCursor };
+}
+
+function toSeq(value: string | null): number | null {
+  return value === null ? null : Number(value);
+}
+
+function toRunRecord(row: RunRow): RunRecord {
+  return {
+    id: row.id,
+    userId: row.userId,
+    threadId: row.threadId,
+    chatId: row.chatId,
+    text: row.text,
+    status: row.status,
+    startSeq: toSeq(row.startSeq),
+    endSeq: toSeq(row.endSeq),
+    ownerInstance: row.ownerInstance,
+    reply: row.reply,
+    error: row.errorCode === null ? null : { code: row.errorCode, message: row.errorMessage ?? "" },
+    createdAt: row.createdAt.toISOString(),
+    finishedAt: row.finishedAt === null ? null : row.finishedAt.toISOString(),
+  };
+}
+
+function toThreadRecord(row: ThreadRow): ThreadRecord {
+  return {
+    id: row.id,
+    title: row.title,
+    createdAt: row.createdAt.toISOString(),
+    updatedAt: row.updatedAt.toISOString(),
+  };
+}
+
+function toMessageRecord(row: MessageRow): MessageRecord {
+  return {
+    id: row.id,
+    role: row.role,
+    text: row.text,
+    runId: row.runId,
+    seq: toSeq(row.seq),
+    createdAt: row.createdAt.toISOString(),
+  };
+}
