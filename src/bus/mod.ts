@@ -9,3 +9,4 @@
 export * from "./event_engine.ts";
 export * from "./event_retention.ts";
 export * from "./memory_engine.ts";
+export type { RedisEngineOptions } from "./redis_engine.ts";

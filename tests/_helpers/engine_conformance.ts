@@ -1,0 +1,537 @@
+/**
+ * The semantics every {@link EventEngine} must have, written once: `engineConformance()`
+ * registers one `Deno.test` per rule for an engine built by a factory. The memory engine runs
+ * it in tests/unit/bus, the Redis engine in tests/integration/bus.
+ *
+ * Time that matters to the engine (retention ages, connection expiry) comes from a
+ * {@link ManualClock}; waits on live delivery are bounded by a real-time deadline.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import type {
+  EventEngine,
+  EventListener,
+  NewEvent,
+  PublishResult,
+  UserEvent,
+} from "../../src/bus/event_engine.ts";
+import type { EventRetention } from "../../src/bus/event_retention.ts";
+import { DependencyUnavailableError } from "../../src/_util/dependency_unavailable_error.ts";
+import type { ManualClock } from "./manual_clock.ts";
+
+/** What a conformance case is given: the engine under test and its clock. */
+export interface EngineFixture {
+  /** The engine under test. */
+  readonly engine: EventEngine;
+  /** The clock every engine of the fixture reads. */
+  readonly clock: ManualClock;
+  /** Another engine over the same logs: a second instance when shared, else `engine` itself. */
+  peer(): Promise<EventEngine>;
+  /** Closes every engine of the fixture and removes what it stored. */
+  dispose(): Promise<void>;
+}
+
+/** Options of {@link engineConformance}. */
+export interface EngineConformanceOptions {
+  /** The class named in test names, e.g. `MemoryEngine`. */
+  readonly name: string;
+  /** Builds a fresh fixture (own data) for one test. */
+  readonly create: (options: { readonly retention: EventRetention }) => Promise<EngineFixture>;
+  /** Applied to every case, e.g. `{ ignore: true }` when the service is missing. */
+  readonly testOptions?: Omit<Deno.TestDefinition, "name" | "fn">;
+}
+
+/** Retention used unless a case needs a small one. */
+export const DEFAULT_TEST_RETENTION: EventRetention = { count: 1000, seconds: 3600 };
+
+/** Builds an event for `runId`; `name` defaults to `agent_thinking`. */
+export function newEvent(runId: string, name = "agent_thinking", data = {}): NewEvent {
+  return { threadId: `thread-${runId}`, runId, name, data, ts: "2026-01-01T00:00:00.000Z" };
+}
+
+/** Publishes and asserts the event was accepted; returns it with its seq. */
+export async function publishOk(
+  engine: EventEngine,
+  userId: string,
+  event: NewEvent,
+): Promise<UserEvent> {
+  const result = await engine.publish(userId, event);
+  assert.ok(result.published, `expected ${event.name} of ${event.runId} to be published`);
+  return result.event;
+}
+
+/** A unique user id, so cases never share a log. */
+export function userId(label = "user"): string {
+  return `${label}-${crypto.randomUUID().slice(0, 8)}`;
+}
+
+/** Records what a listener receives and lets a test wait for it, with a deadline. */
+export class EventRecorder {
+  /** Everything received, in arrival order. */
+  readonly received: { readonly event: UserEvent; readonly epoch: string }[] = [];
+  #waiters = new Set<() => void>();
+
+  /** The listener to subscribe. */
+  readonly listener: EventListener = (event, epoch) => {
+    this.received.push({ event, epoch });
+    for (const check of [...this.#waiters]) check();
+  };
+
+  /** Seqs received, in arrival order. */
+  get seqs(): number[] {
+    return this.received.map((r) => r.event.seq);
+  }
+
+  /** Resolves once `predicate()` holds; rejects after `timeoutMs` of real time. */
+  waitFor(predicate: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
+    if (predicate()) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const deadline: { timer?: ReturnType<typeof setTimeout> } = {};
+      const check = () => {
+        if (!predicate()) return;
+        this.#waiters.delete(check);
+        clearTimeout(deadline.timer);
+        resolve();
+      };
+      this.#waiters.add(check);
+      // Under `deno test`, the first timer a test creates may run pending microtasks (events
+      // can arrive inside setTimeout), so the waiter is registered first and checked again after.
+      deadline.timer = setTimeout(() => {
+        this.#waiters.delete(check);
+        reject(new Error(`Timed out after ${timeoutMs} ms waiting for ${what}; got ${this.seqs}`));
+      }, timeoutMs);
+      check();
+    });
+  }
+
+  /** Resolves once an event with `seq` or later arrived. */
+  waitForSeq(seq: number, timeoutMs?: number): Promise<void> {
+    return this.waitFor(() => this.seqs.some((s) => s >= seq), `seq ${seq}`, timeoutMs);
+  }
+}
+
+/** Awaits `promise`, failing with `what` when it takes longer than `ms` of real time. */
+export async function withDeadline<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`Timed out after ${ms} ms waiting for ${what}`)), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Asserts `seqs` is exactly `from, from+1, …, to`. */
+export function assertSeqRange(seqs: readonly number[], from: number, to: number): void {
+  const expected = Array.from({ length: Math.max(0, to - from + 1) }, (_, i) => from + i);
+  assert.deepEqual([...seqs], expected);
+}
+
+/** Registers the conformance cases for one engine. */
+export function engineConformance(options: EngineConformanceOptions): void {
+  const { name } = options;
+
+  function test(
+    title: string,
+    fn: (fixture: EngineFixture) => Promise<void>,
+    retention: EventRetention = DEFAULT_TEST_RETENTION,
+  ): void {
+    Deno.test({
+      ...options.testOptions,
+      name: `${name}.${title}`,
+      async fn() {
+        const fixture = await options.create({ retention });
+        try {
+          await fn(fixture);
+        } finally {
+          await fixture.dispose();
+        }
+      },
+    });
+  }
+
+  // ---- publish ------------------------------------------------------------------------------
+
+  test("publish() assigns each user's seqs 1, 2, 3 in order", async ({ engine }) => {
+    const alice = userId("alice");
+    const bob = userId("bob");
+    const first = await engine.publish(alice, newEvent("r1", "agent_started", { text: "hi" }));
+    assert.ok(first.published);
+    assert.equal(first.event.seq, 1);
+    assert.equal(typeof first.epoch, "string");
+    assert.ok(first.epoch.length > 0);
+    assert.deepEqual(first.event, { seq: 1, ...newEvent("r1", "agent_started", { text: "hi" }) });
+    assert.equal((await publishOk(engine, alice, newEvent("r1"))).seq, 2);
+    assert.equal((await publishOk(engine, bob, newEvent("r2"))).seq, 1);
+    const third = await engine.publish(alice, newEvent("r1"));
+    assert.ok(third.published);
+    assert.equal(third.event.seq, 3);
+    assert.equal(third.epoch, first.epoch);
+  });
+
+  test("publish() gives concurrent publishers gap-free, distinct seqs", async (fixture) => {
+    const user = userId();
+    const peer = await fixture.peer();
+    const results = await Promise.all(
+      Array.from(
+        { length: 200 },
+        (_, i) => (i % 2 ? peer : fixture.engine).publish(user, newEvent(`r${i % 7}`)),
+      ),
+    );
+    const seqs = results.map((r) => {
+      assert.ok(r.published);
+      return r.event.seq;
+    }).sort((a, b) => a - b);
+    assertSeqRange(seqs, 1, 200);
+    assert.equal((await fixture.engine.catchUp(user)).seq, 200);
+  });
+
+  test("publish() tracks agent_started as active and a terminal event as its end", async ({ engine }) => {
+    const user = userId();
+    await publishOk(engine, user, newEvent("r1", "agent_started"));
+    await publishOk(engine, user, newEvent("r2", "agent_started"));
+    await publishOk(engine, user, newEvent("r1"));
+    let snapshot = await engine.catchUp(user);
+    assert.deepEqual(snapshot.activeRuns, [
+      { runId: "r1", threadId: "thread-r1", startSeq: 1 },
+      { runId: "r2", threadId: "thread-r2", startSeq: 2 },
+    ]);
+    for (const [runId, terminal] of [["r1", "agent_completed"], ["r2", "agent_cancelled"]]) {
+      await publishOk(engine, user, newEvent(runId, terminal));
+    }
+    await publishOk(engine, user, newEvent("r3", "agent_started"));
+    await publishOk(engine, user, newEvent("r3", "agent_failed"));
+    snapshot = await engine.catchUp(user);
+    assert.deepEqual(snapshot.activeRuns, []);
+    assert.equal(snapshot.seq, 7);
+  });
+
+  test("publish() refuses any event for a run that has ended, appending nothing", async ({ engine }) => {
+    const user = userId();
+    await publishOk(engine, user, newEvent("r1", "agent_started"));
+    const end = await publishOk(engine, user, newEvent("r1", "agent_completed"));
+    for (const late of ["agent_thinking", "agent_failed", "agent_started"]) {
+      const result = await engine.publish(user, newEvent("r1", late));
+      assert.deepEqual(result, { published: false, reason: "run_ended", endSeq: end.seq });
+    }
+    assert.equal((await engine.catchUp(user)).seq, 2);
+    assert.equal((await publishOk(engine, user, newEvent("r2"))).seq, 3);
+  });
+
+  test("publish() accepts exactly one of two racing terminal events", async (fixture) => {
+    const user = userId();
+    const peer = await fixture.peer();
+    for (let round = 0; round < 10; round++) {
+      const runId = `run-${round}`;
+      await publishOk(fixture.engine, user, newEvent(runId, "agent_started"));
+      const results: PublishResult[] = await Promise.all([
+        fixture.engine.publish(user, newEvent(runId, "agent_completed")),
+        peer.publish(user, newEvent(runId, "agent_failed")),
+        fixture.engine.publish(user, newEvent(runId, "agent_cancelled")),
+      ]);
+      const won = results.filter((r) => r.published);
+      assert.equal(won.length, 1, `round ${round}`);
+      const endSeq = won[0].published ? won[0].event.seq : 0;
+      for (const lost of results.filter((r) => !r.published)) {
+        assert.deepEqual(lost, { published: false, reason: "run_ended", endSeq });
+      }
+    }
+    assert.equal((await fixture.engine.catchUp(user)).seq, 20);
+  });
+
+  test("publish() publishes events of a run it does not know", async ({ engine }) => {
+    const user = userId();
+    assert.equal((await publishOk(engine, user, newEvent("lost", "tool_completed"))).seq, 1);
+    assert.equal((await publishOk(engine, user, newEvent("lost", "agent_failed"))).seq, 2);
+    const snapshot = await engine.catchUp(user);
+    assert.deepEqual(snapshot.activeRuns, []);
+    const refused = await engine.publish(user, newEvent("lost"));
+    assert.deepEqual(refused, { published: false, reason: "run_ended", endSeq: 2 });
+  });
+
+  // ---- subscribe ----------------------------------------------------------------------------
+
+  test("subscribe() delivers every later event of the user, in seq order, with the epoch", async (fixture) => {
+    const user = userId();
+    const other = userId("other");
+    await publishOk(fixture.engine, user, newEvent("r0"));
+    const a = new EventRecorder();
+    const b = new EventRecorder();
+    const subA = await fixture.engine.subscribe(user, a.listener);
+    const subB = await fixture.engine.subscribe(user, b.listener);
+    const { epoch } = await fixture.engine.catchUp(user);
+    const peer = await fixture.peer();
+    for (let i = 0; i < 20; i++) {
+      await publishOk(i % 2 ? peer : fixture.engine, user, newEvent("r1"));
+      await publishOk(fixture.engine, other, newEvent("x"));
+    }
+    await a.waitForSeq(21);
+    await b.waitForSeq(21);
+    assertSeqRange(a.seqs, 2, 21);
+    assertSeqRange(b.seqs, 2, 21);
+    assert.ok(a.received.every((r) => r.epoch === epoch && r.event.runId === "r1"));
+    subA.unsubscribe();
+    subB.unsubscribe();
+  });
+
+  test("subscribe() keeps delivering when a listener throws", async ({ engine }) => {
+    const user = userId();
+    const good = new EventRecorder();
+    const bad = await engine.subscribe(user, () => {
+      throw new Error("listener failure (expected by the test)");
+    });
+    const sub = await engine.subscribe(user, good.listener);
+    for (let i = 0; i < 3; i++) await publishOk(engine, user, newEvent("r1"));
+    await good.waitForSeq(3);
+    assertSeqRange(good.seqs, 1, 3);
+    bad.unsubscribe();
+    sub.unsubscribe();
+  });
+
+  test("subscribe() stops delivering after unsubscribe(), which is idempotent", async ({ engine }) => {
+    const user = userId();
+    const gone = new EventRecorder();
+    const stays = new EventRecorder();
+    const subGone = await engine.subscribe(user, gone.listener);
+    const subStays = await engine.subscribe(user, stays.listener);
+    await publishOk(engine, user, newEvent("r1"));
+    await gone.waitForSeq(1);
+    subGone.unsubscribe();
+    subGone.unsubscribe();
+    await publishOk(engine, user, newEvent("r1"));
+    await stays.waitForSeq(2);
+    assert.deepEqual(gone.seqs, [1]);
+    subStays.unsubscribe();
+    subStays.unsubscribe();
+    // Subscribing again after the last listener left works (a new live subscription).
+    const again = new EventRecorder();
+    const subAgain = await engine.subscribe(user, again.listener);
+    await publishOk(engine, user, newEvent("r1"));
+    await again.waitForSeq(3);
+    assert.deepEqual(again.seqs, [3]);
+    assert.deepEqual(stays.seqs, [1, 2]);
+    subAgain.unsubscribe();
+  });
+
+  test("subscribe() then catchUp() misses nothing published throughout", async (fixture) => {
+    const user = userId();
+    const { epoch } = await fixture.engine.catchUp(user);
+    const peer = await fixture.peer();
+    const total = 300;
+    const halfway = Promise.withResolvers<void>();
+    const publisher = (async () => {
+      for (let i = 1; i <= total; i++) {
+        await publishOk(i % 3 ? peer : fixture.engine, user, newEvent("r1"));
+        if (i === 50) halfway.resolve();
+      }
+    })();
+    await halfway.promise;
+    const recorder = new EventRecorder();
+    const sub = await fixture.engine.subscribe(user, recorder.listener);
+    const snapshot = await fixture.engine.catchUp(user, { epoch, after: 0 });
+    await publisher;
+    assert.ok(snapshot.resumed);
+    await recorder.waitForSeq(total);
+    // What a connection does: the catch-up, then live events after its seq.
+    const delivered = [
+      ...snapshot.events.map((e) => e.seq),
+      ...recorder.seqs.filter((s) => s > snapshot.seq),
+    ];
+    assertSeqRange(delivered, 1, total);
+    // The listener itself saw no gap and no duplicate from its first event on.
+    assertSeqRange(recorder.seqs, recorder.seqs[0], total);
+    sub.unsubscribe();
+  });
+
+  // ---- catchUp ------------------------------------------------------------------------------
+
+  test("catchUp() gives a user with no log a stable fresh epoch and seq 0", async (fixture) => {
+    const user = userId();
+    const first = await fixture.engine.catchUp(user);
+    assert.equal(first.seq, 0);
+    assert.equal(first.resumed, false);
+    assert.deepEqual(first.events, []);
+    assert.deepEqual(first.activeRuns, []);
+    assert.ok(first.epoch.length > 0 && first.epoch.length <= 128);
+    const peer = await fixture.peer();
+    const resumed = await peer.catchUp(user, { epoch: first.epoch, after: 0 });
+    assert.equal(resumed.epoch, first.epoch);
+    assert.equal(resumed.resumed, true);
+    assert.deepEqual(resumed.events, []);
+    const elsewhere = await fixture.engine.catchUp(user, { epoch: "some-other-epoch", after: 0 });
+    assert.equal(elsewhere.resumed, false);
+    assert.equal(elsewhere.epoch, first.epoch);
+    const published = await fixture.engine.publish(user, newEvent("r1"));
+    assert.ok(published.published);
+    assert.equal(published.epoch, first.epoch);
+    assert.notEqual(first.epoch, (await fixture.engine.catchUp(userId())).epoch);
+  });
+
+  test("catchUp() resumes from a position within retention", async ({ engine }) => {
+    const user = userId();
+    for (let i = 0; i < 5; i++) await publishOk(engine, user, newEvent("r1"));
+    const { epoch } = await engine.catchUp(user);
+    const fromTwo = await engine.catchUp(user, { epoch, after: 2 });
+    assert.equal(fromTwo.resumed, true);
+    assert.equal(fromTwo.seq, 5);
+    assert.deepEqual(fromTwo.events.map((e) => e.seq), [3, 4, 5]);
+    assert.deepEqual(fromTwo.events[0], { seq: 3, ...newEvent("r1") });
+    const atHead = await engine.catchUp(user, { epoch, after: 5 });
+    assert.equal(atHead.resumed, true);
+    assert.deepEqual(atHead.events, []);
+    const fromZero = await engine.catchUp(user, { epoch, after: 0 });
+    assert.deepEqual(fromZero.events.map((e) => e.seq), [1, 2, 3, 4, 5]);
+    for (const resume of [{ epoch, after: 6 }, { epoch: `${epoch}x`, after: 2 }]) {
+      const refused = await engine.catchUp(user, resume);
+      assert.equal(refused.resumed, false, JSON.stringify(resume));
+      assert.equal(refused.seq, 5);
+      assert.deepEqual(refused.events, []); // no active run
+    }
+  });
+
+  test("catchUp() without a resume returns each active run's events from its start", async ({ engine }) => {
+    const user = userId();
+    await publishOk(engine, user, newEvent("done", "agent_started")); // 1
+    await publishOk(engine, user, newEvent("a", "agent_started")); // 2
+    await publishOk(engine, user, newEvent("done", "agent_completed")); // 3
+    await publishOk(engine, user, newEvent("stray")); // 4
+    await publishOk(engine, user, newEvent("b", "agent_started")); // 5
+    await publishOk(engine, user, newEvent("a")); // 6
+    await publishOk(engine, user, newEvent("b")); // 7
+    const snapshot = await engine.catchUp(user);
+    assert.equal(snapshot.resumed, false);
+    assert.equal(snapshot.seq, 7);
+    assert.deepEqual(snapshot.activeRuns.map((r) => [r.runId, r.startSeq]), [["a", 2], ["b", 5]]);
+    assert.deepEqual(snapshot.events.map((e) => [e.seq, e.runId]), [
+      [2, "a"],
+      [5, "b"],
+      [6, "a"],
+      [7, "b"],
+    ]);
+  });
+
+  // ---- readAfter and retention --------------------------------------------------------------
+
+  test("readAfter() returns the events after a seq, up to the head", async ({ engine }) => {
+    const user = userId();
+    for (let i = 0; i < 4; i++) await publishOk(engine, user, newEvent("r1"));
+    const { epoch } = await engine.catchUp(user);
+    const range = await engine.readAfter(user, 1);
+    assert.deepEqual(range.events.map((e) => e.seq), [2, 3, 4]);
+    assert.deepEqual(range.events[2], { seq: 4, ...newEvent("r1") });
+    assert.equal(range.complete, true);
+    assert.equal(range.epoch, epoch);
+    assert.deepEqual(await engine.readAfter(user, 4), { epoch, events: [], complete: true });
+    assert.deepEqual(await engine.readAfter(user, 9), { epoch, events: [], complete: true });
+  });
+
+  test(
+    "readAfter() reports a range whose start was evicted by count as incomplete",
+    async ({ engine }) => {
+      const user = userId();
+      await publishOk(engine, user, newEvent("r1", "agent_started"));
+      for (let i = 0; i < 11; i++) await publishOk(engine, user, newEvent("r1"));
+      const range = await engine.readAfter(user, 0);
+      assert.equal(range.complete, false);
+      assert.deepEqual(range.events.map((e) => e.seq), [8, 9, 10, 11, 12]);
+      assert.equal((await engine.readAfter(user, 7)).complete, true);
+      assert.equal((await engine.readAfter(user, 6)).complete, false);
+      const { epoch } = await engine.catchUp(user);
+      const refused = await engine.catchUp(user, { epoch, after: 6 });
+      assert.equal(refused.resumed, false);
+      // Not resumed: the active run's retained events (its agent_started was evicted).
+      assert.deepEqual(refused.events.map((e) => e.seq), [8, 9, 10, 11, 12]);
+      assert.deepEqual(refused.activeRuns, [{ runId: "r1", threadId: "thread-r1", startSeq: 1 }]);
+      const resumed = await engine.catchUp(user, { epoch, after: 7 });
+      assert.equal(resumed.resumed, true);
+      assert.deepEqual(resumed.events.map((e) => e.seq), [8, 9, 10, 11, 12]);
+    },
+    { count: 5, seconds: 3600 },
+  );
+
+  test("readAfter() drops events older than the retention age", async ({ engine, clock }) => {
+    const user = userId();
+    const sub = await engine.subscribe(user, () => {}); // keeps a memory log from being swept
+    await publishOk(engine, user, newEvent("r1", "agent_started"));
+    await publishOk(engine, user, newEvent("r1"));
+    clock.advance(30_000);
+    await publishOk(engine, user, newEvent("r1"));
+    clock.advance(35_000); // the first two are 65 s old, the third 35 s
+    const range = await engine.readAfter(user, 0);
+    assert.equal(range.complete, false);
+    assert.deepEqual(range.events.map((e) => e.seq), [3]);
+    const snapshot = await engine.catchUp(user);
+    assert.equal(snapshot.seq, 3);
+    assert.deepEqual(snapshot.events.map((e) => e.seq), [3]);
+    assert.deepEqual(snapshot.activeRuns.map((r) => r.startSeq), [1]);
+    assert.equal((await publishOk(engine, user, newEvent("r1"))).seq, 4);
+    sub.unsubscribe();
+  }, { count: 1000, seconds: 60 });
+
+  // ---- connections --------------------------------------------------------------------------
+
+  test("acquireConnection() caps a user's connections across instances", async (fixture) => {
+    const user = userId();
+    const peer = await fixture.peer();
+    assert.equal(await fixture.engine.acquireConnection(user, "c1", 3), true);
+    assert.equal(await peer.acquireConnection(user, "c2", 3), true);
+    assert.equal(await fixture.engine.acquireConnection(user, "c1", 3), true); // same one again
+    assert.equal(await peer.acquireConnection(user, "c3", 3), true);
+    assert.equal(await fixture.engine.acquireConnection(user, "c4", 3), false);
+    assert.equal(await peer.acquireConnection(user, "c4", 3), false);
+    assert.equal(await fixture.engine.acquireConnection(userId("other"), "c4", 3), true);
+    await peer.releaseConnection(user, "c2");
+    assert.equal(await fixture.engine.acquireConnection(user, "c4", 3), true);
+    assert.equal(await fixture.engine.acquireConnection(user, "c5", 3), false);
+  });
+
+  test("releaseConnection() is idempotent", async ({ engine }) => {
+    const user = userId();
+    assert.equal(await engine.acquireConnection(user, "c1", 1), true);
+    await engine.releaseConnection(user, "c1");
+    await engine.releaseConnection(user, "c1");
+    await engine.releaseConnection(user, "never-acquired");
+    assert.equal(await engine.acquireConnection(user, "c2", 1), true);
+    assert.equal(await engine.acquireConnection(user, "c3", 1), false);
+  });
+
+  // ---- control, ping, close -----------------------------------------------------------------
+
+  test("sendControl() reaches every instance's handlers, its own included", async (fixture) => {
+    const peer = await fixture.peer();
+    const seen: string[] = [];
+    const done = Promise.withResolvers<void>();
+    const expected = peer === fixture.engine ? 2 : 4;
+    const record = (who: string) => (message: { runId: string }) => {
+      seen.push(`${who}:${message.runId}`);
+      if (seen.length === expected) done.resolve();
+    };
+    const offA = fixture.engine.onControl(record("a"));
+    const offB = peer === fixture.engine ? () => {} : peer.onControl(record("b"));
+    const offThrows = fixture.engine.onControl(() => {
+      throw new Error("control handler failure (expected by the test)");
+    });
+    await fixture.engine.sendControl({ type: "cancel", userId: "u", runId: "r1" });
+    await peer.sendControl({ type: "cancel", userId: "u", runId: "r2" });
+    const timer = setTimeout(() => done.reject(new Error(`control: got ${seen}`)), 10_000);
+    await done.promise.finally(() => clearTimeout(timer));
+    const expectedSeen = peer === fixture.engine
+      ? ["a:r1", "a:r2"]
+      : ["a:r1", "a:r2", "b:r1", "b:r2"];
+    assert.deepEqual(seen.sort(), expectedSeen);
+    offA();
+    offB();
+    offThrows();
+  });
+
+  test("ping() resolves while open and close() makes later calls reject", async ({ engine }) => {
+    await engine.ping();
+    await engine.close();
+    await engine.close(); // idempotent
+    await assert.rejects(engine.ping());
+    await assert.rejects(engine.publish(userId(), newEvent("r1")), DependencyUnavailableError);
+  });
+}

@@ -1,0 +1,335 @@
+import assert from "node:assert/strict";
+import { Redis } from "ioredis";
+import { RedisEngine } from "../../../src/bus/redis_engine.ts";
+import type { RedisEngineOptions } from "../../../src/bus/redis_engine.ts";
+import { DependencyUnavailableError } from "../../../src/_util/dependency_unavailable_error.ts";
+import { createLogger } from "../../../src/_util/log.ts";
+import {
+  assertSeqRange,
+  engineConformance,
+  EventRecorder,
+  newEvent,
+  publishOk,
+  userId,
+  withDeadline,
+} from "../../_helpers/engine_conformance.ts";
+import { ManualClock } from "../../_helpers/manual_clock.ts";
+import { createTestRedisPrefix, randomSuffix, testRedisUrl } from "../../_helpers/services.ts";
+import { startThrowawayRedis } from "../../_helpers/throwaway_services.ts";
+
+const CONNECT_MS = 10_000;
+
+/** Engines on one Redis and prefix, closed together. */
+class EngineSet implements AsyncDisposable {
+  readonly engines: RedisEngine[] = [];
+  readonly url: string;
+  readonly prefix: string;
+  readonly #options: Partial<RedisEngineOptions>;
+
+  constructor(url: string, prefix: string, options: Partial<RedisEngineOptions> = {}) {
+    this.url = url;
+    this.prefix = prefix;
+    this.#options = options;
+  }
+
+  /** A new connected instance; `clock` overrides the set's. */
+  async add(options: Partial<RedisEngineOptions> = {}): Promise<RedisEngine> {
+    const engine = new RedisEngine({
+      url: this.url,
+      keyPrefix: this.prefix,
+      instanceId: `instance-${this.engines.length}`,
+      retention: { count: 1000, seconds: 3600 },
+      ...this.#options,
+      ...options,
+    });
+    this.engines.push(engine);
+    await withDeadline(engine.whenConnected(), CONNECT_MS, "the engine to connect");
+    return engine;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await Promise.all(this.engines.map((engine) => engine.close()));
+  }
+}
+
+/** The keys of one user's log, as laid out by RedisEngine (see its module doc). */
+function userKeys(prefix: string, user: string): { meta: string; log: string; runs: string } {
+  const base = `${prefix}:{${encodeURIComponent(user)}}`;
+  return { meta: `${base}:meta`, log: `${base}:log`, runs: `${base}:runs` };
+}
+
+async function withAdmin<T>(url: string, fn: (redis: Redis) => Promise<T>): Promise<T> {
+  const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  try {
+    await redis.connect();
+    return await fn(redis);
+  } finally {
+    redis.disconnect();
+  }
+}
+
+engineConformance({
+  name: "RedisEngine",
+  async create({ retention }) {
+    const clock = new ManualClock();
+    const prefix = createTestRedisPrefix();
+    const set = new EngineSet(prefix.url, prefix.prefix, { clock, retention });
+    const engine = await set.add();
+    let peer: Promise<RedisEngine> | undefined;
+    return {
+      engine,
+      clock,
+      peer: () => peer ??= set.add(),
+      async dispose() {
+        await set[Symbol.asyncDispose]();
+        await prefix[Symbol.asyncDispose]();
+      },
+    };
+  },
+});
+
+Deno.test("RedisEngine.publish() keeps one user's seqs gap-free across four instances under load", async () => {
+  await using prefix = createTestRedisPrefix();
+  await using set = new EngineSet(prefix.url, prefix.prefix, {
+    retention: { count: 10_000, seconds: 3600 },
+  });
+  const publishers = await Promise.all([set.add(), set.add(), set.add(), set.add()]);
+  const watcher = await set.add();
+  const user = userId();
+  const recorder = new EventRecorder();
+  const sub = await watcher.subscribe(user, recorder.listener);
+  const perInstance = 750;
+  const seqs: number[] = [];
+  await Promise.all(publishers.map(async (engine, n) => {
+    // 10 concurrent lanes per instance.
+    await Promise.all(Array.from({ length: 10 }, async (_, lane) => {
+      for (let i = lane; i < perInstance; i += 10) {
+        seqs.push((await publishOk(engine, user, newEvent(`run-${n}`))).seq);
+      }
+    }));
+  }));
+  const total = perInstance * publishers.length;
+  assertSeqRange(seqs.sort((a, b) => a - b), 1, total);
+  await recorder.waitForSeq(total);
+  assertSeqRange(recorder.seqs, 1, total); // live delivery: in order, no gap, no duplicate
+  const range = await publishers[0].readAfter(user, 0);
+  assertSeqRange(range.events.map((e) => e.seq), 1, total);
+  sub.unsubscribe();
+});
+
+Deno.test("RedisEngine.publish() names a new epoch, from seq 1, after the user's keys are deleted", async () => {
+  await using prefix = createTestRedisPrefix();
+  await using set = new EngineSet(prefix.url, prefix.prefix);
+  const [a, b] = [await set.add(), await set.add()];
+  const user = userId();
+  for (let i = 0; i < 3; i++) await publishOk(a, user, newEvent("r1"));
+  const { epoch } = await a.catchUp(user);
+  const recorder = new EventRecorder();
+  const sub = await b.subscribe(user, recorder.listener);
+  const keys = userKeys(prefix.prefix, user);
+  await withAdmin(prefix.url, (redis) => redis.del(keys.meta, keys.log, keys.runs));
+  const after = await a.publish(user, newEvent("r1"));
+  assert.ok(after.published);
+  assert.equal(after.event.seq, 1);
+  assert.notEqual(after.epoch, epoch);
+  await recorder.waitForSeq(1);
+  assert.deepEqual(recorder.received.map((r) => [r.event.seq, r.epoch]), [[1, after.epoch]]);
+  const resume = await b.catchUp(user, { epoch, after: 3 });
+  assert.equal(resume.resumed, false);
+  assert.equal(resume.epoch, after.epoch);
+  assert.equal(resume.seq, 1);
+  sub.unsubscribe();
+});
+
+Deno.test("RedisEngine.acquireConnection() forgets an instance's connections once it stops renewing them", async () => {
+  await using prefix = createTestRedisPrefix();
+  await using set = new EngineSet(prefix.url, prefix.prefix, { connectionTtlMs: 30_000 });
+  const start = Date.UTC(2026, 0, 1);
+  const shared = new ManualClock(start);
+  const renewing = await set.add({ clock: shared });
+  const other = await set.add({ clock: shared });
+  const user = userId();
+  assert.equal(await renewing.acquireConnection(user, "c1", 2), true);
+  assert.equal(await renewing.acquireConnection(user, "c2", 2), true);
+  shared.advance(40_000); // renewed at 10, 20, 30 and 40 s
+  await renewing.ping(); // the renewals went first on the same connection
+  assert.equal(await other.acquireConnection(user, "c3", 2), false);
+
+  // An instance that died: its clock (and so its renewal) stopped at `start`.
+  const dead = await set.add({ clock: new ManualClock(start) });
+  const late = await set.add({ clock: new ManualClock(start + 30_001) });
+  const user2 = userId();
+  assert.equal(await dead.acquireConnection(user2, "d1", 1), true);
+  assert.equal(await late.acquireConnection(user2, "l1", 1), true); // d1 expired at +30 s
+});
+
+Deno.test("RedisEngine.close() gives back the connections it counted", async () => {
+  await using prefix = createTestRedisPrefix();
+  await using set = new EngineSet(prefix.url, prefix.prefix);
+  const a = await set.add();
+  const b = await set.add();
+  const user = userId();
+  assert.equal(await a.acquireConnection(user, "c1", 1), true);
+  assert.equal(await b.acquireConnection(user, "c2", 1), false);
+  await a.close();
+  assert.equal(await b.acquireConnection(user, "c2", 1), true);
+});
+
+// ---- faults, on a redis-server of the test's own ------------------------------------------------
+
+Deno.test("RedisEngine.subscribe() backfills what pub/sub lost when its connection is killed mid-burst", async () => {
+  await using redis = await startThrowawayRedis();
+  await using set = new EngineSet(redis.url, `fault_${randomSuffix()}`, {
+    retention: { count: 10_000, seconds: 3600 },
+  });
+  const publisher = await set.add();
+  const listener = await set.add();
+  const user = userId();
+  const recorder = new EventRecorder();
+  const sub = await listener.subscribe(user, recorder.listener);
+  let seq = 0;
+  const burst = async () => {
+    await Promise.all(Array.from({ length: 20 }, () => publishOk(publisher, user, newEvent("r1"))));
+    seq += 20;
+  };
+  for (let kill = 0; kill < 2; kill++) {
+    for (let i = 0; i < 25; i++) await burst();
+    const killed = await withAdmin(
+      redis.url,
+      (admin) => admin.client("KILL", "TYPE", "pubsub") as Promise<number>,
+    );
+    assert.ok(killed >= 1, "the subscriber connections were killed");
+    // Keep publishing while the subscriber reconnects (its first retry waits 100 ms), so what
+    // is published meanwhile is lost to pub/sub, until an event published after the kill
+    // arrives: only the new subscription and its backfill can bring it.
+    const killedAt = seq;
+    while (!recorder.seqs.some((s) => s > killedAt + 20)) {
+      assert.ok(seq < killedAt + 20_000, "the listener came back");
+      await burst();
+    }
+  }
+  await burst();
+  await recorder.waitForSeq(seq, 20_000);
+  assertSeqRange(recorder.seqs, 1, seq);
+  sub.unsubscribe();
+});
+
+Deno.test("RedisEngine.publish() names a new epoch after a Redis restart that lost the data", async () => {
+  await using redis = await startThrowawayRedis();
+  await using set = new EngineSet(redis.url, `fault_${randomSuffix()}`);
+  const publisher = await set.add();
+  const listener = await set.add();
+  const user = userId();
+  const recorder = new EventRecorder();
+  const sub = await listener.subscribe(user, recorder.listener);
+  for (let i = 0; i < 3; i++) await publishOk(publisher, user, newEvent("r1"));
+  await recorder.waitForSeq(3);
+  const { epoch } = await publisher.catchUp(user);
+
+  await redis.restart();
+  await withDeadline(
+    Promise.all([publisher.whenConnected(), listener.whenConnected()]),
+    CONNECT_MS,
+    "both engines to reconnect",
+  );
+  const after = await publisher.publish(user, newEvent("r2"));
+  assert.ok(after.published);
+  assert.equal(after.event.seq, 1);
+  assert.notEqual(after.epoch, epoch);
+  await recorder.waitFor(() => recorder.received.some((r) => r.epoch !== epoch), "the new epoch");
+  const last = recorder.received.at(-1)!;
+  assert.deepEqual([last.event.seq, last.epoch], [1, after.epoch]);
+  assert.deepEqual(recorder.seqs, [1, 2, 3, 1]);
+  assert.equal((await listener.catchUp(user, { epoch, after: 3 })).resumed, false);
+  sub.unsubscribe();
+});
+
+Deno.test("RedisEngine.catchUp() names a new epoch when Redis comes back with an older snapshot", async () => {
+  await using redis = await startThrowawayRedis();
+  const prefix = `fault_${randomSuffix()}`;
+  await using set = new EngineSet(redis.url, prefix);
+  const engine = await set.add();
+  const user = userId();
+  await publishOk(engine, user, newEvent("r1", "agent_started"));
+  for (let i = 0; i < 4; i++) await publishOk(engine, user, newEvent("r1"));
+  const keys = Object.values(userKeys(prefix, user));
+  // The "snapshot": the user's keys as they were at seq 5.
+  const snapshot = await withAdmin(
+    redis.url,
+    (admin) => Promise.all(keys.map((key) => admin.dumpBuffer(key))),
+  );
+  for (let i = 0; i < 3; i++) await publishOk(engine, user, newEvent("r1"));
+  const before = await engine.catchUp(user);
+  assert.equal(before.seq, 8); // a client now holds epoch E, seq 8
+
+  await redis.restart();
+  await withAdmin(redis.url, async (admin) => {
+    for (const [i, key] of keys.entries()) await admin.restore(key, 0, snapshot[i]!);
+  });
+  await withDeadline(engine.whenConnected(), CONNECT_MS, "the engine to reconnect");
+  const after = await engine.catchUp(user, { epoch: before.epoch, after: 8 });
+  assert.notEqual(after.epoch, before.epoch);
+  assert.equal(after.resumed, false);
+  assert.equal(after.seq, 5); // the counter as restored, under a new name
+  assert.deepEqual(after.activeRuns, [{ runId: "r1", threadId: "thread-r1", startSeq: 1 }]);
+  assert.deepEqual(after.events.map((e) => e.seq), [1, 2, 3, 4, 5]);
+  const next = await engine.publish(user, newEvent("r1"));
+  assert.ok(next.published);
+  assert.deepEqual([next.event.seq, next.epoch], [6, after.epoch]);
+});
+
+Deno.test("RedisEngine.ping() and publish() fail fast while Redis is down, and the engine recovers", async () => {
+  await using redis = await startThrowawayRedis();
+  const lines: string[] = [];
+  const log = createLogger("warn", (line) => lines.push(line));
+  await using set = new EngineSet(redis.url, `fault_${randomSuffix()}`, { log });
+  const engine = await set.add();
+  const user = userId();
+  const recorder = new EventRecorder();
+  const sub = await engine.subscribe(user, recorder.listener);
+  await publishOk(engine, user, newEvent("r1"));
+
+  await redis.stop();
+  const calls: [string, () => Promise<unknown>][] = [
+    ["ping", () => engine.ping()],
+    ["publish", () => engine.publish(user, newEvent("r1"))],
+    ["catchUp", () => engine.catchUp(user)],
+    ["readAfter", () => engine.readAfter(user, 0)],
+    ["acquireConnection", () => engine.acquireConnection(user, "c1", 5)],
+    ["sendControl", () => engine.sendControl({ type: "cancel", userId: user, runId: "r1" })],
+  ];
+  for (let round = 0; round < 3; round++) {
+    for (const [name, call] of calls) {
+      const started = performance.now();
+      await assert.rejects(call(), DependencyUnavailableError, name);
+      const took = performance.now() - started;
+      assert.ok(took < 500, `${name} took ${took.toFixed(0)} ms while Redis was down`);
+    }
+  }
+  await assert.rejects(engine.subscribe(userId(), () => {}), DependencyUnavailableError);
+
+  await redis.restart();
+  await withDeadline(engine.whenConnected(), CONNECT_MS, "the engine to reconnect");
+  await engine.ping();
+  const after = await engine.publish(user, newEvent("r2"));
+  assert.ok(after.published);
+  assert.equal(after.event.seq, 1); // the restart lost the data: a new epoch
+  await recorder.waitFor(() => recorder.received.length === 2, "the event after the outage");
+  const warnings = lines.filter((line) => line.includes("redis connection lost"));
+  assert.ok(warnings.length <= 2, `one warning per connection and outage, got ${warnings.length}`);
+  sub.unsubscribe();
+});
+
+Deno.test("RedisEngine() throws RangeError for a bad option", () => {
+  const base = {
+    url: testRedisUrl(),
+    keyPrefix: "unused",
+    instanceId: "x",
+    retention: { count: 10, seconds: 10 },
+  };
+  assert.throws(
+    () => new RedisEngine({ ...base, retention: { count: 0, seconds: 10 } }),
+    RangeError,
+  );
+  assert.throws(() => new RedisEngine({ ...base, connectionTtlMs: -1 }), RangeError);
+});
