@@ -45,13 +45,26 @@ async function main(): Promise<number> {
       });
     },
   }, server.fetch);
-  await server.start();
-
   const stopped = Promise.withResolvers<string>();
   for (const signal of ["SIGTERM", "SIGINT"] as const) {
     Deno.addSignalListener(signal, () => stopped.resolve(signal));
   }
-  const signal = await Promise.race([stopped.promise, http.finished.then(() => "closed")]);
+  let signal: string;
+  try {
+    await Promise.race([server.start(), server.fatal]);
+    signal = await Promise.race([
+      stopped.promise,
+      http.finished.then(() => "closed"),
+      server.fatal,
+    ]);
+  } catch (error) {
+    if (!(error instanceof StartupError)) throw error;
+    console.error(error.message);
+    shutdown.abort();
+    await http.finished;
+    await server.close();
+    return 1;
+  }
   log.info("shutting down", { signal });
   await server.drain();
   shutdown.abort();

@@ -66,6 +66,7 @@ export interface Config {
   readonly testing: {
     readonly verifyDelayMs: number;
     readonly subscribeDelayMs: number;
+    readonly catchUpDelayMs: number;
     readonly guardsOff: readonly UnsafeGuardName[];
   };
 }
@@ -157,6 +158,7 @@ export function loadConfig(env: EnvReader = (name) => Deno.env.get(name)): Confi
   const testing = {
     verifyDelayMs: int("TEST_DELAY_VERIFY_MS", 0, 0, 60_000),
     subscribeDelayMs: int("TEST_DELAY_SUBSCRIBE_MS", 0, 0, 60_000),
+    catchUpDelayMs: int("TEST_DELAY_CATCH_UP_MS", 0, 0, 60_000),
     guardsOff: guardList(read("TEST_UNSAFE_GUARDS_OFF")),
   };
   if (production) {
@@ -164,6 +166,7 @@ export function loadConfig(env: EnvReader = (name) => Deno.env.get(name)): Confi
       const [name, on] of [
         ["TEST_DELAY_VERIFY_MS", testing.verifyDelayMs > 0],
         ["TEST_DELAY_SUBSCRIBE_MS", testing.subscribeDelayMs > 0],
+        ["TEST_DELAY_CATCH_UP_MS", testing.catchUpDelayMs > 0],
         ["TEST_UNSAFE_GUARDS_OFF", testing.guardsOff.length > 0],
       ] as const
     ) {

@@ -233,7 +233,7 @@ function parseHello(record: Record<string, unknown>): ParseResult {
       return reject("invalid_field", `Field "resume" must be an object, received ${describe(raw)}`);
     }
     const { epoch, after } = raw as Record<string, unknown>;
-    if (typeof epoch !== "string" || epoch.length === 0 || epoch.length > MAX_ID_LENGTH) {
+    if (!isId(epoch)) {
       return reject("invalid_field", `Field "resume.epoch" must be a non-empty string`);
     }
     if (typeof after !== "number" || !Number.isSafeInteger(after) || after < 0) {
@@ -252,7 +252,7 @@ function parseChat(record: Record<string, unknown>): ParseResult {
   if (!isId(id)) {
     return reject(
       "invalid_field",
-      `Field "id" must be a string of 1 to ${MAX_ID_LENGTH} characters`,
+      `Field "id" must be a string of 1 to ${MAX_ID_LENGTH} printable characters`,
     );
   }
   const text = record.text;
@@ -263,7 +263,7 @@ function parseChat(record: Record<string, unknown>): ParseResult {
   if (threadId !== undefined && !isId(threadId)) {
     return reject(
       "invalid_field",
-      `Field "threadId" must be a string of 1 to ${MAX_ID_LENGTH} characters`,
+      `Field "threadId" must be a string of 1 to ${MAX_ID_LENGTH} printable characters`,
       id,
     );
   }
@@ -275,7 +275,7 @@ function parseCancel(record: Record<string, unknown>): ParseResult {
   if (!isId(runId)) {
     return reject(
       "invalid_field",
-      `Field "runId" must be a string of 1 to ${MAX_ID_LENGTH} characters`,
+      `Field "runId" must be a string of 1 to ${MAX_ID_LENGTH} printable characters`,
     );
   }
   return { ok: true, frame: { type: "cancel", runId } };
@@ -303,8 +303,13 @@ function optionalToken(
   return token;
 }
 
+// deno-lint-ignore no-control-regex
+const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f]/;
+
+/** An id: 1 to 128 characters, well-formed UTF-16 (no lone surrogate), no control character. */
 function isId(value: unknown): value is string {
-  return typeof value === "string" && value.length > 0 && value.length <= MAX_ID_LENGTH;
+  return typeof value === "string" && value.length > 0 && value.length <= MAX_ID_LENGTH &&
+    value.isWellFormed() && !CONTROL_CHARACTERS.test(value);
 }
 
 function reject(code: FrameRejection["code"], message: string, ref?: string): FrameRejection {

@@ -52,6 +52,11 @@ export interface AgentsocketServer {
   drain(): Promise<void>;
   /** Stops timers and closes the store and engine connections. */
   close(): Promise<void>;
+  /**
+   * Rejects when the instance cannot go on at all (a schema migration failed): `main.ts`
+   * prints the one-line reason and exits 1. Never resolves.
+   */
+  readonly fatal: Promise<never>;
   readonly metrics: ServerMetrics;
   readonly detector: RaceConditionDetector;
   readonly registry: ConnectionRegistry;
@@ -81,20 +86,13 @@ export async function buildServer(
   const log = options.log ?? createLogger(config.logLevel);
   const production = config.appEnv === "production";
 
-  const { store, engine } = await createDependencies(config, {
-    clock,
-    log,
-    ...options,
-  });
+  const { store, engine } = await createDependencies(config, { clock, log, ...options });
 
   const devSecret = config.jwt.key.kind === "dev_secret" ? randomSecret() : undefined;
   const verificationKey: VerificationKey = config.jwt.key.kind === "dev_secret"
     ? { kind: "secret", secret: devSecret! }
     : config.jwt.key.kind === "secret"
-    ? {
-      kind: "secret",
-      secret: new TextEncoder().encode(config.jwt.key.secret),
-    }
+    ? { kind: "secret", secret: new TextEncoder().encode(config.jwt.key.secret) }
     : config.jwt.key.kind === "jwks"
     ? { kind: "jwks", url: config.jwt.key.url }
     : { kind: "public_key", key: config.jwt.key.key };
@@ -115,11 +113,7 @@ export async function buildServer(
   }
   let verifier: TokenVerifier = jwtVerifier;
   if (config.testing.verifyDelayMs > 0) {
-    verifier = withVerifyDelay(
-      jwtVerifier,
-      config.testing.verifyDelayMs,
-      clock,
-    );
+    verifier = withVerifyDelay(jwtVerifier, config.testing.verifyDelayMs, clock);
   }
   const signingSecret = devSecret ??
     (config.jwt.key.kind === "secret"
@@ -133,8 +127,21 @@ export async function buildServer(
     })
     : undefined;
 
+  const fatal = Promise.withResolvers<never>();
+  fatal.promise.catch(() => {}); // main awaits it; nothing else must see it unhandled
   const probes: Record<string, () => Promise<void>> = {};
-  if (store.kind === "postgres") probes.postgres = () => store.ping();
+  if (store.kind === "postgres") {
+    probes.postgres = async () => {
+      try {
+        await store.ping();
+      } catch (error) {
+        if (error instanceof Error && error.name === "MigrationError") {
+          fatal.reject(new StartupError(oneLine(error.message)));
+        }
+        throw error;
+      }
+    };
+  }
   if (engine.kind === "redis") probes.redis = () => engine.ping();
   const readiness = new ConnectionReadinessChecker({
     clock,
@@ -190,12 +197,11 @@ export async function buildServer(
     holdEventsUntilReady: !guardsOff.has("hold_events_until_ready"),
     dedupeBySeq: !guardsOff.has("dedupe_by_seq"),
   };
-  if (guardsOff.size > 0) {
-    log.warn("UNSAFE: race guards switched off", { guards: [...guardsOff] });
-  }
+  if (guardsOff.size > 0) log.warn("UNSAFE: race guards switched off", { guards: [...guardsOff] });
 
-  const handshakeEngine = config.testing.subscribeDelayMs > 0
-    ? withSubscribeDelay(engine, config.testing.subscribeDelayMs, clock)
+  const { subscribeDelayMs, catchUpDelayMs } = config.testing;
+  const handshakeEngine = subscribeDelayMs > 0 || catchUpDelayMs > 0
+    ? withHandshakeDelays(engine, { subscribeDelayMs, catchUpDelayMs }, clock)
     : engine;
   const coordinator = new HandshakeCoordinator({
     verifier,
@@ -283,13 +289,12 @@ export async function buildServer(
       orchestrator.start();
       await readiness.start();
     },
+    fatal: fatal.promise,
     drain: () => drainController.drain(),
     async close() {
       readiness.stop();
       await orchestrator.stop();
-      for (const actor of registry.list()) {
-        actor.close(CloseCode.ServiceRestart, "Server stopped");
-      }
+      for (const actor of registry.list()) actor.close(CloseCode.ServiceRestart, "Server stopped");
       await Promise.allSettled([store.close(), engine.close()]);
     },
   };
@@ -297,12 +302,7 @@ export async function buildServer(
 
 async function createDependencies(
   config: Config,
-  context: {
-    clock: Clock;
-    log: Logger;
-    store?: ChatStore;
-    engine?: EventEngine;
-  },
+  context: { clock: Clock; log: Logger; store?: ChatStore; engine?: EventEngine },
 ): Promise<{ store: ChatStore; engine: EventEngine }> {
   const { clock, log } = context;
   const store = context.store ??
@@ -316,34 +316,34 @@ async function createDependencies(
   return { store, engine };
 }
 
-function createPostgresStore(
-  _config: Config,
-  _clock: Clock,
-  _log: Logger,
-): Promise<ChatStore> {
-  // TODO(#3): the PostgreSQL store lands with the real-services issue.
-  return Promise.reject(
-    new StartupError("DATABASE_URL is not supported yet by this build"),
-  );
+async function createPostgresStore(config: Config, clock: Clock, log: Logger): Promise<ChatStore> {
+  const { PostgresStore } = await import("../store/postgres_store.ts");
+  return new PostgresStore({
+    url: config.databaseUrl!,
+    clock,
+    log,
+    chatIdTtlSeconds: config.chatIdTtlSeconds,
+  });
 }
 
-function createRedisEngine(
-  _config: Config,
-  _clock: Clock,
-  _log: Logger,
-): Promise<EventEngine> {
-  // TODO(#3): the Redis engine lands with the real-services issue.
-  return Promise.reject(
-    new StartupError("REDIS_URL is not supported yet by this build"),
-  );
+async function createRedisEngine(config: Config, clock: Clock, log: Logger): Promise<EventEngine> {
+  const { RedisEngine } = await import("../bus/redis_engine.ts");
+  return new RedisEngine({
+    url: config.redisUrl!,
+    keyPrefix: config.redisKeyPrefix,
+    instanceId: config.instanceId,
+    clock,
+    log,
+    retention: config.retention,
+  });
+}
+
+function oneLine(text: string): string {
+  return text.replace(/\s*\n\s*/g, " ").trim();
 }
 
 /** Test-only: stretches token verification (TEST_DELAY_VERIFY_MS). */
-function withVerifyDelay(
-  verifier: TokenVerifier,
-  ms: number,
-  clock: Clock,
-): TokenVerifier {
+function withVerifyDelay(verifier: TokenVerifier, ms: number, clock: Clock): TokenVerifier {
   return {
     async verify(token) {
       await delay(clock, ms);
@@ -352,19 +352,29 @@ function withVerifyDelay(
   };
 }
 
-/** Test-only: stretches the handshake's subscription (TEST_DELAY_SUBSCRIBE_MS). */
-function withSubscribeDelay(
+/**
+ * Test-only: stretches the handshake's dependencies. TEST_DELAY_SUBSCRIBE_MS waits before the
+ * subscription is made (the window a naive read-then-subscribe loses events in);
+ * TEST_DELAY_CATCH_UP_MS waits before the catch-up read (the window in which an event arrives
+ * both live and in the replay, which a naive handler delivers twice).
+ */
+function withHandshakeDelays(
   engine: EventEngine,
-  ms: number,
+  delays: { subscribeDelayMs: number; catchUpDelayMs: number },
   clock: Clock,
 ): EventEngine {
   return new Proxy(engine, {
     get(target, property, receiver) {
-      if (property === "subscribe") {
-        // Before the subscription is made: the window a naive read-then-subscribe loses.
+      if (property === "subscribe" && delays.subscribeDelayMs > 0) {
         return async (...args: Parameters<EventEngine["subscribe"]>) => {
-          await delay(clock, ms);
+          await delay(clock, delays.subscribeDelayMs);
           return await target.subscribe(...args);
+        };
+      }
+      if (property === "catchUp" && delays.catchUpDelayMs > 0) {
+        return async (...args: Parameters<EventEngine["catchUp"]>) => {
+          await delay(clock, delays.catchUpDelayMs);
+          return await target.catchUp(...args);
         };
       }
       const value = Reflect.get(target, property, receiver);

@@ -105,3 +105,36 @@ export function freePort(): number {
   listener.close();
   return port;
 }
+
+/** The environment for a server process using its own database and key prefix. */
+export interface ServiceEnv extends AsyncDisposable {
+  readonly env: Record<string, string>;
+  readonly database: TestDatabase;
+  readonly redis: TestRedisPrefix;
+}
+
+/** A JWT secret shared by the processes of one test, so tokens work on every instance. */
+export const TEST_JWT_SECRET = "agentsocket-e2e-secret-of-at-least-32-bytes";
+
+/**
+ * Creates a database and a Redis key prefix for one test and returns the server environment
+ * that uses them (with a shared JWT secret); both are removed on dispose.
+ */
+export async function createServiceEnv(): Promise<ServiceEnv> {
+  const database = await createTestDatabase();
+  const redis = createTestRedisPrefix();
+  return {
+    database,
+    redis,
+    env: {
+      DATABASE_URL: database.url,
+      REDIS_URL: redis.url,
+      REDIS_KEY_PREFIX: redis.prefix,
+      JWT_SECRET: TEST_JWT_SECRET,
+    },
+    async [Symbol.asyncDispose]() {
+      await redis[Symbol.asyncDispose]();
+      await database[Symbol.asyncDispose]();
+    },
+  };
+}

@@ -58,6 +58,10 @@ Deno.test("parseClientFrame() answers hostile input with a code, never a throw",
     ['{"type":"hello","resume":{"epoch":"","after":1}}', "invalid_field"],
     ['{"type":"hello","resume":{"epoch":"e","after":"1"}}', "invalid_field"],
     ["\u0000\uffff", "bad_frame"],
+    ['{"type":"chat","id":"a\\u0000b","text":"x"}', "invalid_field"],
+    ['{"type":"chat","id":"\\ud800","text":"x"}', "invalid_field"],
+    ['{"type":"cancel","runId":"r\\n1"}', "invalid_field"],
+    ['{"type":"chat","id":"c","text":"x","threadId":"\\udfff"}', "invalid_field"],
     ['{"type":"chat","id":"c","text":"x","__proto__":{"polluted":true}}', "ok"],
   ];
   for (const [input, code] of cases) {
