@@ -63,6 +63,13 @@ interface Ending {
   events: NewEvent[];
 }
 
+/** How many events a run publishes before it yields to the event loop. */
+const YIELD_EVERY_EVENTS = 32;
+
+function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 0));
+}
+
 const SHUTDOWN_ERROR = {
   code: "shutdown",
   message: "The server shut down before the run finished",
@@ -276,9 +283,13 @@ export class RunOrchestrator implements RunService {
     let failure: { code: string; message: string } | undefined;
     let endedElsewhere = false;
 
+    let emitted = 0;
     const emit = async (name: string, data: Record<string, unknown>): Promise<boolean> => {
       const result = await this.#o.engine.publish(run.userId, this.#event(run, name, data));
       if (!result.published) endedElsewhere = true;
+      // An agent that emits as fast as it can, over an in-process engine, never leaves the
+      // microtask queue: let sockets, timers and other runs have their turn now and then.
+      if (++emitted % YIELD_EVERY_EVENTS === 0) await yieldToEventLoop();
       return result.published;
     };
 

@@ -52,6 +52,7 @@ export interface Config {
     readonly maxPreReadyFrames: number;
     readonly maxConnectionsPerUser: number;
     readonly slowConsumerBytes: number;
+    readonly slowConsumerTimeoutMs: number;
     readonly rateLimitPerSecond: number;
     readonly rateLimitBurst: number;
   };
@@ -195,7 +196,8 @@ export function loadConfig(env: EnvReader = (name) => Deno.env.get(name)): Confi
       maxFrameBytes: int("MAX_FRAME_BYTES", 65_536, 1_024, 16_777_216),
       maxPreReadyFrames: int("MAX_PRE_READY_FRAMES", 64, 1, 10_000),
       maxConnectionsPerUser: int("MAX_CONNECTIONS_PER_USER", 10, 1, 100_000),
-      slowConsumerBytes: int("SLOW_CONSUMER_BYTES", 4_194_304, 65_536, 1_073_741_824),
+      slowConsumerBytes: int("SLOW_CONSUMER_BYTES", 1_048_576, 16_384, 1_073_741_824),
+      slowConsumerTimeoutMs: int("SLOW_CONSUMER_TIMEOUT_MS", 10_000, 100, 600_000),
       rateLimitPerSecond: int("RATE_LIMIT_PER_SECOND", 50, 1, 1_000_000),
       rateLimitBurst: int("RATE_LIMIT_BURST", 100, 1, 1_000_000),
     },

@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { delay } from "../_util/clock.ts";
 import type { Clock, Timer } from "../_util/clock.ts";
 import { Fifo } from "../_util/fifo.ts";
 import { errorMessage } from "../_util/log.ts";
@@ -49,8 +50,13 @@ export interface ConnectionLimits {
   readonly maxPendingEvents: number;
   /** Frames waiting after `ready` (the store is slow); one more closes 1013. */
   readonly maxPendingFrames: number;
-  /** `bufferedAmount` above this closes the slow consumer with 1013 (it resumes). */
+  /**
+   * Flow control: once `bufferedAmount` is above this, the actor stops sending and waits for
+   * the socket to drain below half of it; events keep arriving into the (bounded) mailbox. [1 MiB]
+   */
   readonly slowConsumerBytes: number;
+  /** A socket that does not drain within this long is a slow consumer: closed 1013. [10000] */
+  readonly slowConsumerTimeoutMs: number;
   /** Tolerance on the token's `exp`, in seconds. [5] */
   readonly clockToleranceSeconds: number;
   /** Sustained frames per second; more are answered `rate_limited`. */
@@ -121,6 +127,9 @@ const DEFAULT_GUARDS: ConnectionGuards = {
   dedupeBySeq: true,
 };
 
+/** How often a congested socket's `bufferedAmount` is checked. */
+const DRAIN_POLL_MS = 10;
+
 /** The longest delay a timer can take (setTimeout's 32-bit limit). */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
@@ -144,6 +153,7 @@ export class ConnectionActor {
   #pendingEvents = 0;
   #gapQueued = false;
   #pumping = false;
+  #congested = false;
 
   #helloReceived = false;
   #readySent = false;
@@ -309,6 +319,7 @@ export class ConnectionActor {
     this.#pumping = true;
     try {
       while (isLive(this.#state) && this.#inbox.length > 0) {
+        if (this.#congested && !(await this.#drained())) break;
         const item = this.#inbox.shift()!;
         if (item.kind === "event") this.#pendingEvents--;
         else if (item.kind === "gap") this.#gapQueued = false;
@@ -583,11 +594,31 @@ export class ConnectionActor {
       return false; // the socket closed under us; its close event follows
     }
     if (frame.type === "ready") this.#readySent = true;
-    if (socket.bufferedAmount > this.#deps.limits.slowConsumerBytes) {
-      this.#beginClose(CloseCode.TryAgainLater, "Slow consumer; resume");
-      return false;
-    }
+    if (socket.bufferedAmount > this.#deps.limits.slowConsumerBytes) this.#congested = true;
     return true;
+  }
+
+  /**
+   * Waits, polling on the clock, until the socket has drained below half the high-water mark.
+   * A socket that does not drain in time belongs to a client that stopped reading: it is
+   * closed 1013, so it resumes from its last seq, and memory stays bounded meanwhile (the
+   * mailbox holds a bounded number of events and backfills the rest from the log).
+   *
+   * @returns Whether the connection may go on.
+   */
+  async #drained(): Promise<boolean> {
+    const { clock, limits } = this.#deps;
+    const deadline = clock.now() + limits.slowConsumerTimeoutMs;
+    while (this.#socket.bufferedAmount > limits.slowConsumerBytes / 2) {
+      if (!isLive(this.#state)) return false;
+      if (clock.now() >= deadline) {
+        this.#beginClose(CloseCode.TryAgainLater, "Slow consumer; resume");
+        return false;
+      }
+      await delay(clock, DRAIN_POLL_MS);
+    }
+    this.#congested = false;
+    return isLive(this.#state);
   }
 
   #takeRateToken(): boolean {

@@ -227,6 +227,7 @@ export async function buildServer(
       maxPendingEvents: 4096,
       maxPendingFrames: 1024,
       slowConsumerBytes: config.limits.slowConsumerBytes,
+      slowConsumerTimeoutMs: config.limits.slowConsumerTimeoutMs,
       clockToleranceSeconds: config.jwt.clockToleranceSeconds,
       rateLimitPerSecond: config.limits.rateLimitPerSecond,
       rateLimitBurst: config.limits.rateLimitBurst,

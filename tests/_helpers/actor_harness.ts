@@ -79,6 +79,7 @@ export const DEFAULT_LIMITS: ConnectionLimits = {
   maxPendingEvents: 4096,
   maxPendingFrames: 1024,
   slowConsumerBytes: 1_000_000,
+  slowConsumerTimeoutMs: 10_000,
   clockToleranceSeconds: 5,
   rateLimitPerSecond: 1000,
   rateLimitBurst: 1000,

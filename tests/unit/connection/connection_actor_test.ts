@@ -344,10 +344,38 @@ Deno.test("ConnectionActor answers rate_limited past the burst and closes 1008 o
   await h.dispose();
 });
 
-Deno.test("ConnectionActor closes a slow consumer with 1013 instead of buffering without bound", async () => {
+Deno.test("ConnectionActor stops sending to a congested socket and resumes once it drains", async () => {
   const h = await readyHarness({ limits: { slowConsumerBytes: 10_000 } });
+  await h.publish("alice", { runId: "r9", name: "agent_started" });
+  assert.equal((await nextOf(h, "event")).seq, 1);
+  h.socket.bufferedAmount = 20_000; // the client is behind
+  await h.publish("alice", { runId: "r9", name: "agent_thinking" });
+  assert.equal((await nextOf(h, "event")).seq, 2, "the frame that crossed the mark was sent");
+  await h.publish("alice", { runId: "r9", name: "agent_thinking" });
+  h.clock.advance(50);
+  assert.deepEqual(h.socket.unread(), [], "nothing more while congested");
+  h.socket.bufferedAmount = 4_000; // drained below half the mark
+  h.clock.advance(10);
+  assert.equal((await nextOf(h, "event")).seq, 3);
+  assert.equal(h.socket.closed, undefined);
+  await h.dispose();
+});
+
+Deno.test("ConnectionActor closes a slow consumer with 1013 when its socket does not drain", async () => {
+  const h = await readyHarness({
+    limits: { slowConsumerBytes: 10_000, slowConsumerTimeoutMs: 5_000 },
+  });
   h.socket.bufferedAmount = 20_000; // the client stopped reading
   await h.publish("alice", { runId: "r9", name: "agent_started" });
+  await nextOf(h, "event");
+  await h.publish("alice", { runId: "r9", name: "agent_thinking" });
+  for (let i = 0; i < 4; i++) h.clock.advance(1_000);
+  await Promise.resolve();
+  assert.equal(h.socket.closed, undefined, "still within the timeout");
+  for (let i = 0; i < 20 && !h.socket.closed; i++) {
+    h.clock.advance(100);
+    await new Promise((resolve) => setTimeout(resolve, 0));
+  }
   await closedWith(h, 1013);
   await h.dispose();
 });
