@@ -70,6 +70,12 @@ export class ServerProcess {
     }
     const status = await this.#status;
     await Promise.all(this.#pumps);
+    // E2E_LOG_DIR keeps every server's output for post-mortems of a failed run.
+    const dir = Deno.env.get("E2E_LOG_DIR");
+    if (dir) {
+      await Deno.mkdir(dir, { recursive: true });
+      await Deno.writeTextFile(`${dir}/server-${this.port}-${this.pid}.log`, this.logs());
+    }
     return status;
   }
 
@@ -155,7 +161,7 @@ export async function startServer(options: StartServerOptions = {}): Promise<Ser
   const env = {
     HOST: "127.0.0.1",
     PORT: String(port),
-    LOG_LEVEL: "warn",
+    LOG_LEVEL: Deno.env.get("E2E_LOG_DIR") ? "info" : "warn",
     AGENT_STEP_DELAY_MS: "0",
     ...options.env,
   };
