@@ -223,7 +223,7 @@ export class RunOrchestrator implements RunService {
    */
   async drain(timeoutMs: number): Promise<void> {
     this.#stopped = true;
-    if (this.#local.size > 0) {
+    if (this.#local.size > 0 && timeoutMs > 0) {
       let timer: Timer | undefined;
       const timedOut = new Promise<void>((resolve) => {
         timer = this.#o.clock.setTimer(resolve, timeoutMs);
