@@ -7,9 +7,13 @@
  */
 import assert from "node:assert/strict";
 import { signToken } from "../_helpers/race_suite.ts";
-import { createTestDatabase, TEST_JWT_SECRET } from "../_helpers/services.ts";
+import {
+  createTestDatabase,
+  createTestRedisPrefix,
+  TEST_JWT_SECRET,
+} from "../_helpers/services.ts";
 import { startServer } from "../_helpers/start_server.ts";
-import { startThrowawayRedis } from "../_helpers/throwaway_services.ts";
+import { startThrowawayPostgres, startThrowawayRedis } from "../_helpers/throwaway_services.ts";
 import { TestClient } from "../_helpers/test_client.ts";
 
 Deno.test("race suite 11: Redis killed mid-run: no crash, clean errors, runs ended and stored, recovery", async () => {
@@ -96,6 +100,51 @@ Deno.test("race suite 11: Redis killed mid-run: no crash, clean errors, runs end
   await Promise.all([...clients, back, ...replays.flat()].map((c) => c.close()));
   const alive = await Promise.race([server.status.then(() => false), Promise.resolve(true)]);
   assert.ok(alive, "the process is still running");
+  assert.doesNotMatch(server.logs(), /Uncaught|unhandled/i);
+  await server.assertNoRaces();
+});
+
+Deno.test("PostgreSQL lost: a chat gets unavailable and no ack, nothing crashes, and it recovers", async () => {
+  await using pg = await startThrowawayPostgres();
+  await using redis = createTestRedisPrefix();
+  await using server = await startServer({
+    env: {
+      DATABASE_URL: pg.url,
+      REDIS_URL: redis.url,
+      REDIS_KEY_PREFIX: redis.prefix,
+      JWT_SECRET: TEST_JWT_SECRET,
+      READINESS_PROBE_INTERVAL_MS: "200",
+    },
+  });
+  const token = await signToken("unlucky");
+  const client = TestClient.open(server.wsUrl);
+  await client.hello(token);
+
+  await pg.kill();
+  client.send({ type: "chat", id: "lost-chat", text: "hello" });
+  const refused = await client.next(20_000);
+  assert.equal(refused.type, "error", "no ack while PostgreSQL is down");
+  if (refused.type === "error") {
+    assert.deepEqual([refused.code, refused.ref], ["unavailable", "lost-chat"]);
+  }
+  await server.waitFor("/health/ready", 503, 15_000);
+  const history = await fetch(`${server.url}/api/threads`, {
+    headers: { authorization: `Bearer ${token}` },
+  });
+  assert.equal(history.status, 503);
+  await history.body?.cancel();
+  const newcomer = TestClient.open(server.wsUrl);
+  await newcomer.opened;
+  newcomer.send({ type: "hello", token });
+  assert.equal((await newcomer.waitClosed()).code, 1013);
+
+  await pg.start();
+  await server.waitFor("/health/ready", 200, 30_000);
+  client.send({ type: "chat", id: "lost-chat", text: "hello" });
+  const ack = await client.nextOf("ack", 15_000);
+  assert.equal(ack.duplicate, undefined, "the refused chat was not stored: it runs now, once");
+  await client.eventsUntil((e) => e.name === "agent_completed");
+  await client.close();
   assert.doesNotMatch(server.logs(), /Uncaught|unhandled/i);
   await server.assertNoRaces();
 });
