@@ -78,6 +78,12 @@ export interface EventRange {
   readonly complete: boolean;
 }
 
+/** What the log knows of one run's seqs. */
+export interface RunSeqs {
+  readonly startSeq?: number;
+  readonly endSeq?: number;
+}
+
 /** Messages between instances over the engine's control channel. */
 export type ControlMessage = {
   readonly type: "cancel";
@@ -111,6 +117,14 @@ export interface EventEngine {
 
   /** Reads events after `after` (for filling a gap in live delivery). */
   readAfter(userId: string, after: number): Promise<EventRange>;
+
+  /**
+   * The seqs the log gave each run: its `agent_started` while it is in flight, its terminal
+   * event once it ended (remembered for the retention age). Runs the engine does not know are
+   * absent. History uses it to fill a message's seq in the moment between the event going out
+   * and the store recording it.
+   */
+  runSeqs(userId: string, runIds: readonly string[]): Promise<Map<string, RunSeqs>>;
 
   /**
    * Counts a connection against the user's limit, across instances when shared.

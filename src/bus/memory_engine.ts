@@ -26,6 +26,7 @@ import type {
   EventSubscription,
   NewEvent,
   PublishResult,
+  RunSeqs,
   UserEvent,
 } from "./event_engine.ts";
 import { checkRetention } from "./event_retention.ts";
@@ -290,6 +291,24 @@ export class MemoryEngine implements EventEngine {
         events: user.eventsFrom(from),
         complete: user.firstSeq <= from,
       });
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  runSeqs(userId: string, runIds: readonly string[]): Promise<Map<string, RunSeqs>> {
+    try {
+      this.#assertOpen();
+      const found = new Map<string, RunSeqs>();
+      const user = this.#users.get(userId);
+      if (!user) return Promise.resolve(found);
+      this.#trim(user, this.#clock.now());
+      for (const runId of runIds) {
+        const startSeq = user.activeRuns.get(runId)?.startSeq;
+        const endSeq = user.endedRuns.get(runId)?.endSeq;
+        if (startSeq !== undefined || endSeq !== undefined) found.set(runId, { startSeq, endSeq });
+      }
+      return Promise.resolve(found);
     } catch (error) {
       return Promise.reject(error);
     }

@@ -91,6 +91,7 @@ import type {
   EventSubscription,
   NewEvent,
   PublishResult,
+  RunSeqs,
   UserEvent,
 } from "./event_engine.ts";
 import { checkRetention } from "./event_retention.ts";
@@ -365,6 +366,30 @@ export class RedisEngine implements EventEngine {
   async readAfter(userId: string, after: number): Promise<EventRange> {
     const range = await this.#readRange(userId, after);
     return { epoch: range.epoch, events: range.events, complete: range.complete };
+  }
+
+  async runSeqs(userId: string, runIds: readonly string[]): Promise<Map<string, RunSeqs>> {
+    this.#assertOpen();
+    const found = new Map<string, RunSeqs>();
+    if (runIds.length === 0) return found;
+    const keys = this.#keys(userId);
+    let starts: (string | null)[];
+    let ends: (string | null)[];
+    try {
+      [starts, ends] = await Promise.all([
+        this.#cmd.hmget(keys.runs, ...runIds),
+        this.#cmd.mget(...runIds.map((runId) => keys.ended(runId))),
+      ]);
+    } catch (error) {
+      throw asUnavailable(error);
+    }
+    runIds.forEach((runId, i) => {
+      // runs: `<startSeq>:<threadId>`; ended: the terminal seq.
+      const startSeq = starts[i] === null ? undefined : Number(starts[i]!.split(":")[0]);
+      const endSeq = ends[i] === null ? undefined : Number(ends[i]);
+      if (startSeq !== undefined || endSeq !== undefined) found.set(runId, { startSeq, endSeq });
+    });
+    return found;
   }
 
   async acquireConnection(userId: string, connectionId: string, limit: number): Promise<boolean> {

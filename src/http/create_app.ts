@@ -13,13 +13,16 @@ import type { DevTokenIssuer } from "../auth/mod.ts";
 import { InvalidTokenError } from "../connection/mod.ts";
 import type { ConnectionReadinessChecker, Principal, TokenVerifier } from "../connection/mod.ts";
 import type { ServerMetrics } from "../metrics/mod.ts";
-import type { ChatStore } from "../store/mod.ts";
+import type { EventEngine } from "../bus/mod.ts";
+import type { ChatStore, MessageRecord } from "../store/mod.ts";
 import { handleUpgrade } from "../ws/mod.ts";
 import type { UpgradeDeps } from "../ws/mod.ts";
 
 /** What the routes need. */
 export interface AppDeps {
   readonly store: ChatStore;
+  /** Fills a message's seq in the moment before the store has recorded it. */
+  readonly engine: Pick<EventEngine, "runSeqs">;
   readonly verifier: TokenVerifier;
   /** Present only in development; absent means `/auth/dev-token` answers 404. */
   readonly devTokens?: DevTokenIssuer;
@@ -114,7 +117,7 @@ export function createApp(
       const result = await deps.store.listMessages(principal.userId, c.req.param("id"), page);
       if (result === null) return apiError(c, 404, "not_found", "Thread not found");
       return c.json({
-        messages: result.items,
+        messages: await withSeqs(deps, principal.userId, result.items),
         ...(result.nextCursor ? { nextCursor: result.nextCursor } : {}),
       });
     } catch (error) {
@@ -134,6 +137,32 @@ export function createApp(
   });
 
   return { fetch: (request, info) => app.fetch(request, info) };
+}
+
+/**
+ * A message's seq is recorded by the store just after its event is published; a read in that
+ * moment finds null. The event log already knows it: ask it, so history always merges with the
+ * live stream by seq.
+ */
+async function withSeqs(
+  deps: AppDeps,
+  userId: string,
+  messages: readonly MessageRecord[],
+): Promise<readonly MessageRecord[]> {
+  const pending = [...new Set(messages.filter((m) => m.seq === null).map((m) => m.runId))];
+  if (pending.length === 0) return messages;
+  let seqs;
+  try {
+    seqs = await deps.engine.runSeqs(userId, pending);
+  } catch {
+    return messages; // the engine is down: the store's null stands
+  }
+  return messages.map((m) => {
+    if (m.seq !== null) return m;
+    const known = seqs.get(m.runId);
+    const seq = m.role === "user" ? known?.startSeq : known?.endSeq;
+    return seq === undefined ? m : { ...m, seq };
+  });
 }
 
 async function authenticate(

@@ -246,6 +246,7 @@ export async function buildServer(
   const page = await loadPage();
   const app = createApp({
     store,
+    engine,
     verifier,
     devTokens,
     readiness,

@@ -153,6 +153,24 @@ export function engineConformance(options: EngineConformanceOptions): void {
     });
   }
 
+  // ---- runSeqs ------------------------------------------------------------------------------
+
+  test("runSeqs() gives a run's start seq while in flight and its end seq once ended", async ({ engine }) => {
+    const alice = userId("alice");
+    assert.deepEqual(await engine.runSeqs(alice, ["r1"]), new Map());
+    await publishOk(engine, alice, newEvent("r0", "agent_thinking"));
+    await publishOk(engine, alice, newEvent("r1", "agent_started"));
+    await publishOk(engine, alice, newEvent("r1", "agent_thinking"));
+    assert.deepEqual(
+      await engine.runSeqs(alice, ["r1", "nope"]),
+      new Map([["r1", { startSeq: 2, endSeq: undefined }]]),
+    );
+    await publishOk(engine, alice, newEvent("r1", "agent_completed"));
+    const ended = (await engine.runSeqs(alice, ["r1"])).get("r1");
+    assert.equal(ended?.endSeq, 4);
+    assert.deepEqual(await engine.runSeqs(userId("bob"), ["r1"]), new Map(), "scoped to the user");
+  });
+
   // ---- publish ------------------------------------------------------------------------------
 
   test("publish() assigns each user's seqs 1, 2, 3 in order", async ({ engine }) => {
