@@ -35,8 +35,9 @@ export interface PostgresStoreOptions {
   /** `postgres://user:password@host:port/database` */
   readonly url: string;
   /**
-   * Source of every stored time (timestamps, leases, chat id expiry). Order never comes from
-   * it: threads and messages are ordered by identity columns the database assigns.
+   * Paces the sweep of expired chat ids, and nothing else: every stored time (timestamps,
+   * leases, chat id expiry) comes from the database's clock, so instances whose clocks
+   * disagree still agree on when a lease ends (SPEC §7).
    */
   readonly clock?: Clock;
   /** Where migrations and the first outage are logged. */
@@ -46,6 +47,12 @@ export interface PostgresStoreOptions {
    * @default {86400}
    */
   readonly chatIdTtlSeconds?: number;
+  /**
+   * How often, at most, {@link PostgresStore.claimOrphanedRuns} also deletes expired chat ids,
+   * in milliseconds of {@link PostgresStoreOptions.clock}.
+   * @default {60000}
+   */
+  readonly sweepIntervalMs?: number;
   /**
    * Connection pool size.
    * @default {10}
@@ -128,6 +135,11 @@ class Rollback {
  * `chat_keys (user_id, chat_id)` and a partial unique index on `runs (thread_id) WHERE status
  * = 'running'`, both written with `ON CONFLICT`, the loser re-reading the winner's row.
  *
+ * Time comes from the database, never from the instance: timestamps are the transaction's
+ * `now()`, and leases and chat id expiry are written and compared on the database's clock,
+ * so instances whose clocks disagree cannot end each other's healthy runs (SPEC §7). Order
+ * comes from identity columns the database assigns, never from timestamps.
+ *
  * @example Connect and record a chat
  * ```ts ignore
  * import { PostgresStore } from "./postgres_store.ts";
@@ -150,6 +162,9 @@ export class PostgresStore implements ChatStore {
   #clock: Clock;
   #log: Logger;
   #chatIdTtlMs: number;
+  #sweepIntervalMs: number;
+  /** When the next chat id sweep is due, on `#clock`; the first claim sweeps. */
+  #nextSweepAt = -Infinity;
   #migrations: readonly Migration[] | undefined;
   #ready: Promise<void> | null = null;
   #fatal: MigrationError | null = null;
@@ -169,6 +184,11 @@ export class PostgresStore implements ChatStore {
       "chatIdTtlSeconds",
       options.chatIdTtlSeconds ?? DEFAULT_CHAT_ID_TTL_SECONDS,
     ) * 1000;
+    this.#sweepIntervalMs = checkPositive(
+      what,
+      "sweepIntervalMs",
+      options.sweepIntervalMs ?? 60_000,
+    );
     this.#migrations = options.migrations;
     // The URL may carry a password: never quote it in an error.
     const protocol = URL.canParse(options.url) ? new URL(options.url).protocol : null;
@@ -240,8 +260,6 @@ export class PostgresStore implements ChatStore {
   }
 
   async #tryBeginChat(sql: postgres.Sql, input: BeginChatInput): Promise<BeginChatResult | null> {
-    const nowMs = this.#clock.now();
-    const now = new Date(nowMs);
     const runId = crypto.randomUUID();
     const threadId = input.threadId ?? crypto.randomUUID();
     const { userId, chatId } = input;
@@ -252,11 +270,11 @@ export class PostgresStore implements ChatStore {
         const claimed = await tx`
           INSERT INTO chat_keys AS k (user_id, chat_id, run_id, thread_id, text, expires_at)
           VALUES (${userId}, ${chatId}, ${runId}, ${threadId}, ${text},
-                  ${new Date(nowMs + this.#chatIdTtlMs)})
+                  now() + ${millis(tx, this.#chatIdTtlMs)})
           ON CONFLICT (user_id, chat_id) DO UPDATE
             SET run_id = excluded.run_id, thread_id = excluded.thread_id,
                 text = excluded.text, expires_at = excluded.expires_at
-            WHERE k.expires_at <= ${now}
+            WHERE k.expires_at <= now()
           RETURNING 1`;
         if (claimed.length === 0) {
           const [key] = await tx<
@@ -279,22 +297,22 @@ export class PostgresStore implements ChatStore {
         if (input.threadId !== undefined) {
           // Locks the thread row: concurrent chats on it queue here.
           const owned = await tx`
-            UPDATE threads SET updated_at = ${now}
+            UPDATE threads SET updated_at = now()
             WHERE id = ${threadId} AND user_id = ${userId}
             RETURNING id`;
           if (owned.length === 0) throw new Rollback({ kind: "not_found" });
         } else {
           await tx`
             INSERT INTO threads (id, user_id, title, created_at, updated_at)
-            VALUES (${threadId}, ${userId}, ${threadTitle(text)}, ${now}, ${now})`;
+            VALUES (${threadId}, ${userId}, ${threadTitle(text)}, now(), now())`;
         }
 
         const [run] = await tx<RunRow[]>`
           INSERT INTO runs (id, user_id, thread_id, chat_id, text, status, owner_instance,
                             lease_until, created_thread, created_at)
           VALUES (${runId}, ${userId}, ${threadId}, ${chatId}, ${text}, 'running',
-                  ${input.ownerInstance}, ${new Date(nowMs + input.leaseMs)},
-                  ${input.threadId === undefined}, ${now})
+                  ${input.ownerInstance}, ${leaseUntil(tx, input.leaseMs)},
+                  ${input.threadId === undefined}, now())
           ON CONFLICT (thread_id) WHERE status = 'running' DO NOTHING
           RETURNING *`;
         if (run === undefined) throw new Rollback({ kind: "thread_busy" });
@@ -302,7 +320,7 @@ export class PostgresStore implements ChatStore {
         await tx`
           INSERT INTO messages (id, thread_id, user_id, run_id, role, text, created_at)
           VALUES (${crypto.randomUUID()}, ${threadId}, ${userId}, ${runId}, 'user', ${text},
-                  ${now})`;
+                  now())`;
         return { kind: "started", run: toRunRecord(run) } as const;
       });
     } catch (error) {
@@ -365,7 +383,6 @@ export class PostgresStore implements ChatStore {
   async finishRun(userId: string, runId: string, outcome: RunOutcome): Promise<boolean> {
     if (!isStorableId(userId, runId)) return false;
     return await this.#query(async (sql) => {
-      const now = new Date(this.#clock.now());
       const reply = outcome.status === "completed" ? storableText(outcome.reply) : null;
       const error = outcome.status === "failed"
         ? { code: storableText(outcome.error.code), message: storableText(outcome.error.message) }
@@ -375,16 +392,16 @@ export class PostgresStore implements ChatStore {
         WITH finished AS (
           UPDATE runs
           SET status = ${outcome.status}, reply = ${reply}, error_code = ${error?.code ?? null},
-              error_message = ${error?.message ?? null}, finished_at = ${now}
+              error_message = ${error?.message ?? null}, finished_at = now()
           WHERE id = ${runId} AND user_id = ${userId} AND status = 'running'
           RETURNING id, thread_id, user_id
         ), reply AS (
           INSERT INTO messages (id, thread_id, user_id, run_id, role, text, created_at)
           SELECT ${crypto.randomUUID()}, thread_id, user_id, id, 'assistant', ${reply}::text,
-                 ${now}
+                 now()
           FROM finished WHERE ${reply}::text IS NOT NULL
         ), touched AS (
-          UPDATE threads SET updated_at = ${now}
+          UPDATE threads SET updated_at = now()
           FROM finished WHERE threads.id = finished.thread_id
         )
         SELECT count(*) AS finished FROM finished`;
@@ -457,23 +474,27 @@ export class PostgresStore implements ChatStore {
       const ids = runIds.filter((id) => isStorableId(id));
       if (ids.length === 0 || !isStorableId(ownerInstance)) return;
       await sql`
-        UPDATE runs SET lease_until = ${new Date(this.#clock.now() + leaseMs)}
+        UPDATE runs SET lease_until = ${leaseUntil(sql, leaseMs)}
         WHERE owner_instance = ${ownerInstance} AND id IN ${sql(ids)}`;
     });
   }
 
-  /** {@inheritDoc ChatStore.claimOrphanedRuns} */
+  /**
+   * {@inheritDoc ChatStore.claimOrphanedRuns}
+   *
+   * Leases are compared with the database's clock, never the instance's. At most once per
+   * `sweepIntervalMs` it also deletes expired chat ids, after the claim and without failing
+   * it.
+   */
   claimOrphanedRuns(claimer: string, leaseMs: number, limit: number): Promise<RunRecord[]> {
     return this.#query(async (sql) => {
       if (limit < 1) return [];
-      const nowMs = this.#clock.now();
-      const now = new Date(nowMs);
       // SKIP LOCKED: concurrent claimers take disjoint rows; a row another claimer updated
       // meanwhile is re-checked against the WHERE clause, so each run goes to one claimer.
       const rows = await sql<RunRow[]>`
         WITH orphans AS (
           SELECT id, status AS was FROM runs
-          WHERE lease_until <= ${now} AND (status = 'running' OR end_seq IS NULL)
+          WHERE lease_until <= now() AND (status = 'running' OR end_seq IS NULL)
           ORDER BY lease_until
           LIMIT ${limit}
           FOR UPDATE SKIP LOCKED
@@ -484,20 +505,49 @@ export class PostgresStore implements ChatStore {
                          ELSE r.error_code END,
             error_message = CASE WHEN o.was = 'running' THEN ${INTERRUPTED_ERROR.message}
                             ELSE r.error_message END,
-            finished_at = CASE WHEN o.was = 'running' THEN ${now}::timestamptz
-                          ELSE r.finished_at END,
+            finished_at = CASE WHEN o.was = 'running' THEN now() ELSE r.finished_at END,
             owner_instance = ${claimer},
-            lease_until = ${new Date(nowMs + leaseMs)}
+            lease_until = ${leaseUntil(sql, leaseMs)}
           FROM orphans o
           WHERE r.id = o.id
           RETURNING r.*, o.was
         ), touched AS (
-          UPDATE threads SET updated_at = ${now}
+          UPDATE threads SET updated_at = now()
           FROM claimed WHERE threads.id = claimed.thread_id AND claimed.was = 'running'
         )
         SELECT * FROM claimed ORDER BY lease_until, id`;
+      await this.#sweepExpiredChatIds(sql);
       return rows.map(toRunRecord);
     });
+  }
+
+  /**
+   * Deletes expired chat ids, in batches, when a sweep is due. An expired key already counts
+   * as absent (beginChat replaces it), so this only keeps `chat_keys` from growing forever;
+   * a failure is logged and left to the next sweep.
+   */
+  async #sweepExpiredChatIds(sql: postgres.Sql): Promise<void> {
+    const now = this.#clock.now();
+    if (now < this.#nextSweepAt) return;
+    this.#nextSweepAt = now + this.#sweepIntervalMs;
+    try {
+      for (let batch = 1; batch <= SWEEP_MAX_BATCHES; batch++) {
+        // SKIP LOCKED: a key a chat is replacing right now, or another instance is sweeping,
+        // is left alone; the lock re-checks expires_at against the row's latest version.
+        const deleted = await sql`
+          DELETE FROM chat_keys
+          WHERE (user_id, chat_id) IN (
+            SELECT user_id, chat_id FROM chat_keys
+            WHERE expires_at <= now()
+            ORDER BY expires_at
+            LIMIT ${SWEEP_BATCH_SIZE}
+            FOR UPDATE SKIP LOCKED
+          ) AND expires_at <= now()`;
+        if (deleted.count < SWEEP_BATCH_SIZE) return;
+      }
+    } catch (error) {
+      this.#log.warn("could not sweep expired chat ids", { error: errorMessage(error) });
+    }
   }
 
   /**
@@ -556,6 +606,37 @@ export class PostgresStore implements ChatStore {
     );
     return this.#ready;
   }
+}
+
+/** Keys deleted per statement of a sweep. */
+const SWEEP_BATCH_SIZE = 1_000;
+
+/** Statements per sweep at most, so one claim is never held up for long; the rest wait. */
+const SWEEP_MAX_BATCHES = 10;
+
+/**
+ * `ms` milliseconds as an SQL interval (fractions kept), to add to the database's clock.
+ *
+ * @throws {RangeError} When `ms` is not a finite number.
+ */
+function millis(sql: postgres.ISql, ms: number): postgres.Fragment {
+  if (!Number.isFinite(ms)) {
+    throw new RangeError(
+      `Cannot write a lease or an expiry: the duration must be a finite number of milliseconds, received ${ms}`,
+    );
+  }
+  return sql`(${ms}::float8 * interval '1 millisecond')`;
+}
+
+/**
+ * A lease that ends `ms` from now on the DATABASE's clock: every instance compares leases
+ * with that one clock, so a skewed instance clock can neither shorten another's live lease
+ * nor end its healthy run (SPEC §7). From the start of the statement that writes it rather
+ * than of its transaction (`now()`), so a chat that waited on a lock earlier in its
+ * transaction still gets its whole lease; one value for every row the statement writes.
+ */
+function leaseUntil(sql: postgres.ISql, ms: number): postgres.Fragment {
+  return sql`statement_timestamp() + ${millis(sql, ms)}`;
 }
 
 function checkPoolSize(max: number): number {

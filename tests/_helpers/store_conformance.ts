@@ -5,17 +5,34 @@
  * @module
  */
 import assert from "node:assert/strict";
-import type { ChatStore, RunRecord } from "../../src/store/mod.ts";
-import { ManualClock } from "./manual_clock.ts";
+import { delay, systemClock } from "../../src/_util/clock.ts";
+import type { BeginChatResult, ChatStore, RunRecord } from "../../src/store/mod.ts";
+import type { ManualClock } from "./manual_clock.ts";
+
+/**
+ * The clock a store under test stamps records with and decides leases and chat id expiry by:
+ * the injected one for the memory store, the database's for PostgreSQL.
+ */
+export interface StoreTime {
+  /** That clock's reading, in epoch milliseconds. */
+  now(): Promise<number>;
+  /**
+   * Lets at least `ms` of that clock pass: a manual clock advances at once, a real one is
+   * waited for. The suite calls it only between two polls of a condition.
+   */
+  pass(ms: number): Promise<void>;
+}
 
 /** A store under test, with whatever it needs released on dispose. */
 export interface ConformanceFixture extends AsyncDisposable {
   readonly store: ChatStore;
+  /** The clock `store` stamps and decides by. */
+  readonly time: StoreTime;
 }
 
-/** What the suite asks of a factory: every time value must come from `clock`. */
+/** What the suite asks of a factory. */
 export interface ConformanceFactoryOptions {
-  readonly clock: ManualClock;
+  /** Passed to the store: most tests take 600 s, the expiry test a second. */
   readonly chatIdTtlSeconds: number;
 }
 
@@ -32,43 +49,83 @@ export interface ConformanceOptions {
   readonly ignore?: boolean;
 }
 
+/** The {@link StoreTime} of a store that runs on `clock`. */
+export function manualStoreTime(clock: ManualClock): StoreTime {
+  return {
+    now: () => Promise.resolve(clock.now()),
+    pass(ms) {
+      clock.advance(ms);
+      return Promise.resolve();
+    },
+  };
+}
+
+/** The {@link StoreTime} of a store on a real clock read by `now` (e.g. the database's). */
+export function realStoreTime(now: () => Promise<number>): StoreTime {
+  return { now, pass: (ms) => delay(systemClock, ms) };
+}
+
 const TTL_SECONDS = 600;
-const LEASE_MS = 30_000;
+/** The chat id TTL of the expiry test: a real clock has to wait it out. */
+const SHORT_TTL_SECONDS = 1;
+/** A lease no test outlives: its run is never claimed while the test runs. */
+const LONG_LEASE_MS = 30_000;
+/** A lease the lease tests wait out, polling. */
+const SHORT_LEASE_MS = 300;
+/** Between two polls of a condition, in the store's time. */
+const POLL_MS = 20;
+/** How long a condition may take to hold, in the store's time. */
+const WAIT_MS = 10_000;
 const OWNER = "instance-a";
 
-type TestContext = { store: ChatStore; clock: ManualClock };
+type TestContext = { store: ChatStore; time: StoreTime };
 
 /**
  * Registers the conformance tests, named `"<label>.<method>() <behaviour>"`.
  *
+ * Time-dependent cases hold for a manual clock and a real one alike: they take a short real
+ * lease or TTL and poll, with a deadline, until it has ended (never a fixed sleep), and check
+ * each stored time against the store's clock read just before and just after the call that
+ * stamped it (with a manual clock, both readings are the same instant).
+ *
  * @param label The class name of the implementation, e.g. `MemoryStore`.
- * @param factory Creates an empty store on the given clock.
+ * @param factory Creates an empty store and tells the suite which clock it runs on.
  */
 export function registerChatStoreConformance(
   label: string,
   factory: ConformanceFactory,
   options: ConformanceOptions = {},
 ): void {
-  function test(name: string, fn: (t: TestContext) => Promise<void>): void {
+  function test(
+    name: string,
+    ...args:
+      | [fn: (t: TestContext) => Promise<void>]
+      | [setup: Partial<ConformanceFactoryOptions>, fn: (t: TestContext) => Promise<void>]
+  ): void {
+    const [setup, fn] = args.length === 1 ? [{}, args[0]] : args;
     Deno.test({
       name: `${label}.${name}`,
       ignore: options.ignore,
       permissions: options.permissions,
       async fn() {
-        const clock = new ManualClock();
-        await using fixture = await factory({ clock, chatIdTtlSeconds: TTL_SECONDS });
-        await fn({ store: fixture.store, clock });
+        await using fixture = await factory({ chatIdTtlSeconds: TTL_SECONDS, ...setup });
+        await fn({ store: fixture.store, time: fixture.time });
       },
     });
   }
 
   // beginChat
 
-  test("beginChat() starts a run on a new thread titled with the trimmed text", async ({ store, clock }) => {
-    const result = await chat(store, "alice", "c1", { text: "  Hello there \n" });
+  test("beginChat() starts a run on a new thread titled with the trimmed text", async ({ store, time }) => {
+    const [result, span] = await during(
+      time,
+      () => chat(store, "alice", "c1", { text: "  Hello there \n" }),
+    );
     assert.equal(result.kind, "started");
     const run = result.run;
-    const now = iso(clock);
+    // One instant on the store's clock for the run, its thread and its message.
+    const now = run.createdAt;
+    assertWithin(now, span, "createdAt");
     assert.equal(run.userId, "alice");
     assert.equal(run.chatId, "c1");
     assert.equal(run.text, "  Hello there \n");
@@ -109,20 +166,25 @@ export function registerChatStoreConformance(
     assert.equal(thread.title, `${"é".repeat(79)}😀`);
   });
 
-  test("beginChat() starts a run on the user's existing thread and touches it", async ({ store, clock }) => {
+  test("beginChat() starts a run on the user's existing thread and touches it", async ({ store, time }) => {
     const first = await chat(store, "alice", "c1");
     assert.equal(await store.finishRun("alice", first.run.id, { status: "cancelled" }), true);
-    clock.advance(5_000);
-    const second = await chat(store, "alice", "c2", {
-      threadId: first.run.threadId,
-      text: "again",
-    });
+    const { finishedAt } = (await store.getRun("alice", first.run.id))!;
+    await waitPast(time, finishedAt!); // so that the touch shows
+    const [second, span] = await during(time, () =>
+      chat(store, "alice", "c2", {
+        threadId: first.run.threadId,
+        text: "again",
+      }));
     assert.equal(second.kind, "started");
     assert.equal(second.run.threadId, first.run.threadId);
     assert.notEqual(second.run.id, first.run.id);
+    assertWithin(second.run.createdAt, span, "createdAt");
     const { items } = await store.listThreads("alice", { limit: 10 });
     assert.equal(items.length, 1);
-    assert.equal(items[0].updatedAt, iso(clock));
+    assert.equal(items[0].createdAt, first.run.createdAt);
+    assert.equal(items[0].updatedAt, second.run.createdAt);
+    assert.ok(items[0].updatedAt > finishedAt!);
     const messages = await store.listMessages("alice", first.run.threadId, { limit: 10 });
     assert.deepEqual(messages?.items.map((m) => [m.role, m.text, m.runId]), [
       ["user", "hello", first.run.id],
@@ -187,14 +249,27 @@ export function registerChatStoreConformance(
     assert.equal((await store.listThreads("alice", { limit: 10 })).items.length, 2);
   });
 
-  test("beginChat() frees a chat id once chatIdTtlSeconds have passed", async ({ store, clock }) => {
+  test("beginChat() frees a chat id once chatIdTtlSeconds have passed", {
+    chatIdTtlSeconds: SHORT_TTL_SECONDS,
+  }, async ({ store, time }) => {
     const first = await chat(store, "alice", "c1");
     await store.finishRun("alice", first.run.id, { status: "completed", reply: "done" });
-    clock.advance(TTL_SECONDS * 1000 - 1);
     assert.equal((await chat(store, "alice", "c1")).kind, "duplicate");
-    clock.advance(1);
-    const again = await chat(store, "alice", "c1", { text: "different text now" });
-    assert.equal(again.kind, "started");
+    // Until the key expires, other text on that id is a conflict; then it starts afresh.
+    const again = await eventually(
+      time,
+      "the chat id to expire",
+      () => chatResult(store, "alice", "c1", { text: "different text now" }),
+      (result) => {
+        if (result.kind !== "started") assert.equal(result.kind, "idempotency_conflict");
+        return result.kind === "started";
+      },
+    ) as Started;
+    assert.ok(
+      Date.parse(again.run.createdAt) >=
+        Date.parse(first.run.createdAt) + SHORT_TTL_SECONDS * 1000,
+      `freed at ${again.run.createdAt}, before the TTL of a key used at ${first.run.createdAt}`,
+    );
     assert.notEqual(again.run.id, first.run.id);
     assert.notEqual(again.run.threadId, first.run.threadId);
     assert.deepEqual(await chat(store, "alice", "c1", { text: "different text now" }), {
@@ -320,15 +395,15 @@ export function registerChatStoreConformance(
     assert.deepEqual(messages?.items.map((m) => m.seq), [7]);
   });
 
-  test("finishRun() completes a running run once and stores the reply", async ({ store, clock }) => {
+  test("finishRun() completes a running run once and stores the reply", async ({ store, time }) => {
     const { run } = await chat(store, "alice", "c1");
     await store.recordRunStart("alice", run.id, 1);
-    clock.advance(2_000);
-    const finishedAt = iso(clock);
-    assert.equal(
-      await store.finishRun("alice", run.id, { status: "completed", reply: "the reply" }),
-      true,
+    await waitPast(time, run.createdAt);
+    const [finished, span] = await during(
+      time,
+      () => store.finishRun("alice", run.id, { status: "completed", reply: "the reply" }),
     );
+    assert.equal(finished, true);
     assert.equal(
       await store.finishRun("alice", run.id, { status: "failed", error: failure() }),
       false,
@@ -337,7 +412,9 @@ export function registerChatStoreConformance(
     assert.equal(stored?.status, "completed");
     assert.equal(stored?.reply, "the reply");
     assert.equal(stored?.error, null);
-    assert.equal(stored?.finishedAt, finishedAt);
+    const finishedAt = stored!.finishedAt!;
+    assertWithin(finishedAt, span, "finishedAt");
+    assert.ok(finishedAt > run.createdAt);
     assert.equal(stored?.endSeq, null);
     const [thread] = (await store.listThreads("alice", { limit: 1 })).items;
     assert.equal(thread.updatedAt, finishedAt);
@@ -420,11 +497,10 @@ export function registerChatStoreConformance(
 
   // listThreads
 
-  test("listThreads() pages newest first with nextCursor only when older ones exist", async ({ store, clock }) => {
+  test("listThreads() pages newest first with nextCursor only when older ones exist", async ({ store }) => {
     const ids: string[] = [];
     for (let i = 0; i < 5; i++) {
       ids.push((await chat(store, "alice", `c${i}`, { text: `thread ${i}` })).run.threadId);
-      clock.advance(1);
     }
     await chat(store, "bob", "c0");
     const newestFirst = [...ids].reverse();
@@ -515,26 +591,28 @@ export function registerChatStoreConformance(
 
   // renewLeases and claimOrphanedRuns
 
-  test("claimOrphanedRuns() fails a running run whose lease expired, exactly once", async ({ store, clock }) => {
-    const { run } = await chat(store, "alice", "c1");
+  test("claimOrphanedRuns() fails a running run whose lease expired, exactly once", async ({ store, time }) => {
+    const live = await chat(store, "bob", "c1"); // a long lease: never claimed here
+    const { run } = await chat(store, "alice", "c1", { leaseMs: SHORT_LEASE_MS });
     await store.recordRunStart("alice", run.id, 1);
-    clock.advance(LEASE_MS - 1);
-    assert.deepEqual(await store.claimOrphanedRuns("instance-b", LEASE_MS, 10), []);
-    clock.advance(1);
-    const claimedAt = iso(clock);
-    const claimed = await store.claimOrphanedRuns("instance-b", LEASE_MS, 10);
+    const [claimed, span] = await during(time, () => claimWhenDue(store, time, "instance-b"));
     assert.equal(claimed.length, 1);
+    const { finishedAt } = claimed[0];
     assert.deepEqual(claimed[0], {
       ...run,
       status: "failed",
       startSeq: 1,
       ownerInstance: "instance-b",
       error: { code: "interrupted", message: "The instance running this run stopped" },
-      finishedAt: claimedAt,
+      finishedAt,
     });
+    assertWithin(finishedAt!, span, "finishedAt");
+    assertNotBefore(finishedAt!, run.createdAt, SHORT_LEASE_MS);
     assert.deepEqual(await store.getRun("alice", run.id), claimed[0]);
+    const [thread] = (await store.listThreads("alice", { limit: 1 })).items;
+    assert.equal(thread.updatedAt, finishedAt);
     // The claimer now holds a fresh lease.
-    assert.deepEqual(await store.claimOrphanedRuns("instance-c", LEASE_MS, 10), []);
+    assert.deepEqual(await store.claimOrphanedRuns("instance-c", LONG_LEASE_MS, 10), []);
     // Its owner can no longer finish it.
     assert.equal(await store.finishRun("alice", run.id, { status: "cancelled" }), false);
     // The thread is free again.
@@ -542,61 +620,77 @@ export function registerChatStoreConformance(
       (await chat(store, "alice", "c2", { threadId: run.threadId })).kind,
       "started",
     );
+    assert.equal((await store.getRun("bob", live.run.id))?.status, "running");
   });
 
-  test("claimOrphanedRuns() returns an ended run whose terminal event was never published", async ({ store, clock }) => {
-    const { run } = await chat(store, "alice", "c1");
+  test("claimOrphanedRuns() returns an ended run whose terminal event was never published", async ({ store, time }) => {
+    const { run } = await chat(store, "alice", "c1", { leaseMs: SHORT_LEASE_MS });
     await store.finishRun("alice", run.id, { status: "completed", reply: "r" });
-    clock.advance(LEASE_MS);
-    const claimed = await store.claimOrphanedRuns("instance-b", 5_000, 10);
+    const claimed = await claimWhenDue(store, time, "instance-b", SHORT_LEASE_MS);
     assert.equal(claimed.length, 1);
     assert.equal(claimed[0].status, "completed");
     assert.equal(claimed[0].reply, "r");
     assert.equal(claimed[0].ownerInstance, "instance-b");
     assert.equal(claimed[0].endSeq, null);
     // Unpublished still: returned again once the claimer's lease expires.
-    clock.advance(5_000);
-    assert.equal((await store.claimOrphanedRuns("instance-c", 5_000, 10)).length, 1);
+    const again = await claimWhenDue(store, time, "instance-c", SHORT_LEASE_MS);
+    assert.deepEqual(again.map((r) => [r.id, r.ownerInstance]), [[run.id, "instance-c"]]);
+    // Published: never returned again. A run whose lease ends after this one's is claimed,
+    // so this one's lease has ended too by then.
     await store.recordRunEnd("alice", run.id, 9);
-    clock.advance(5_000);
-    assert.deepEqual(await store.claimOrphanedRuns("instance-d", 5_000, 10), []);
+    const later = await chat(store, "bob", "c1", { leaseMs: SHORT_LEASE_MS });
+    const last = await claimWhenDue(store, time, "instance-d");
+    assert.deepEqual(last.map((r) => r.id), [later.run.id]);
   });
 
-  test("claimOrphanedRuns() never returns a run whose lease was renewed", async ({ store, clock }) => {
-    const a = await chat(store, "alice", "c1");
-    const b = await chat(store, "bob", "c1");
-    clock.advance(LEASE_MS - 1_000);
-    await store.renewLeases(OWNER, [a.run.id], LEASE_MS);
-    await store.renewLeases("instance-z", [b.run.id], LEASE_MS); // not its owner: ignored
-    await store.renewLeases(OWNER, [], LEASE_MS);
-    clock.advance(1_000);
-    const claimed = await store.claimOrphanedRuns("instance-b", LEASE_MS, 10);
+  test("claimOrphanedRuns() never returns a run whose lease was renewed", async ({ store, time }) => {
+    const a = await chat(store, "alice", "c1", { leaseMs: SHORT_LEASE_MS });
+    const b = await chat(store, "bob", "c1", { leaseMs: SHORT_LEASE_MS });
+    await store.renewLeases(OWNER, [a.run.id], LONG_LEASE_MS);
+    await store.renewLeases("instance-z", [b.run.id], LONG_LEASE_MS); // not its owner: ignored
+    await store.renewLeases(OWNER, [], LONG_LEASE_MS);
+    const claimed = await claimWhenDue(store, time, "instance-b");
     assert.deepEqual(claimed.map((r) => r.id), [b.run.id]);
-    clock.advance(LEASE_MS - 1_001);
-    assert.deepEqual(await store.claimOrphanedRuns("instance-b", LEASE_MS, 10), []);
     assert.equal((await store.getRun("alice", a.run.id))?.status, "running");
   });
 
-  test("claimOrphanedRuns() claims at most limit runs per call", async ({ store, clock }) => {
-    for (let i = 0; i < 3; i++) await chat(store, `user-${i}`, "c1");
-    clock.advance(LEASE_MS);
-    const first = await store.claimOrphanedRuns("instance-b", LEASE_MS, 2);
-    const second = await store.claimOrphanedRuns("instance-b", LEASE_MS, 2);
-    assert.equal(first.length, 2);
-    assert.equal(second.length, 1);
-    const ids = new Set([...first, ...second].map((r) => r.id));
-    assert.equal(ids.size, 3);
+  test("renewLeases() restarts a lease from the time of renewal", async ({ store, time }) => {
+    const { run } = await chat(store, "alice", "c1");
+    const [, span] = await during(
+      time,
+      () => store.renewLeases(OWNER, [run.id], SHORT_LEASE_MS),
+    );
+    const [claimed] = await claimWhenDue(store, time, "instance-b");
+    assert.equal(claimed.id, run.id);
+    assertNotBefore(claimed.finishedAt!, new Date(span.from).toISOString(), SHORT_LEASE_MS);
   });
 
-  test("claimOrphanedRuns() hands each run to exactly one of concurrent claimers", async ({ store, clock }) => {
-    for (let i = 0; i < 6; i++) await chat(store, `user-${i % 2}`, `c${i}`);
-    clock.advance(LEASE_MS);
-    const batches = await Promise.all(
-      ["b", "c", "d"].map((c) => store.claimOrphanedRuns(`instance-${c}`, LEASE_MS, 10)),
-    );
-    const claimed = batches.flat();
+  test("claimOrphanedRuns() claims at most limit runs per call", async ({ store, time }) => {
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) ids.push((await chat(store, `user-${i}`, "c1")).run.id);
+    // One renewal gives the three the same end of lease.
+    await store.renewLeases(OWNER, ids, SHORT_LEASE_MS);
+    const first = await claimWhenDue(store, time, "instance-b", LONG_LEASE_MS, 2);
+    const second = await store.claimOrphanedRuns("instance-b", LONG_LEASE_MS, 2);
+    assert.equal(first.length, 2);
+    assert.equal(second.length, 1);
+    assert.deepEqual(new Set([...first, ...second].map((r) => r.id)), new Set(ids));
+  });
+
+  test("claimOrphanedRuns() hands each run to exactly one of concurrent claimers", async ({ store, time }) => {
+    const ids: string[] = [];
+    for (let i = 0; i < 6; i++) ids.push((await chat(store, `user-${i % 2}`, `c${i}`)).run.id);
+    await store.renewLeases(OWNER, ids, SHORT_LEASE_MS);
+    const claimed: RunRecord[] = [];
+    await eventually(time, "every run to be claimed", async () => {
+      const batches = await Promise.all(
+        ["b", "c", "d"].map((c) => store.claimOrphanedRuns(`instance-${c}`, LONG_LEASE_MS, 10)),
+      );
+      claimed.push(...batches.flat());
+      return claimed.length;
+    }, (count) => count >= ids.length);
     assert.equal(claimed.length, 6);
-    assert.equal(new Set(claimed.map((r) => r.id)).size, 6);
+    assert.deepEqual(new Set(claimed.map((r) => r.id)), new Set(ids));
   });
 
   // ping
@@ -609,11 +703,18 @@ export function registerChatStoreConformance(
 /** The run of a `started` result. */
 type Started = { kind: "started"; run: RunRecord };
 
+interface ChatOptions {
+  threadId?: string;
+  text?: string;
+  /** @default {LONG_LEASE_MS} */
+  leaseMs?: number;
+}
+
 async function chat(
   store: ChatStore,
   userId: string,
   chatId: string,
-  options: { threadId?: string; text?: string } = {},
+  options: ChatOptions = {},
 ): Promise<Started> {
   const result = await chatResult(store, userId, chatId, options);
   // Callers that expect another outcome compare the whole result instead.
@@ -624,15 +725,15 @@ function chatResult(
   store: ChatStore,
   userId: string,
   chatId: string,
-  options: { threadId?: string; text?: string } = {},
-) {
+  options: ChatOptions = {},
+): Promise<BeginChatResult> {
   return store.beginChat({
     userId,
     chatId,
     text: options.text ?? "hello",
     ...(options.threadId === undefined ? {} : { threadId: options.threadId }),
     ownerInstance: OWNER,
-    leaseMs: LEASE_MS,
+    leaseMs: options.leaseMs ?? LONG_LEASE_MS,
   });
 }
 
@@ -640,6 +741,77 @@ function failure() {
   return { code: "agent_error", message: "The agent failed" };
 }
 
-function iso(clock: ManualClock): string {
-  return new Date(clock.now()).toISOString();
+/** The store's clock read just before and just after a call, in epoch milliseconds. */
+interface Span {
+  readonly from: number;
+  readonly to: number;
+}
+
+/** Runs `fn` between two readings of the store's clock. */
+async function during<T>(time: StoreTime, fn: () => Promise<T>): Promise<[T, Span]> {
+  const from = await time.now();
+  const value = await fn();
+  return [value, { from, to: await time.now() }];
+}
+
+/** Asserts that `iso` is an ISO 8601 UTC time the store's clock read during `span`. */
+function assertWithin(iso: string, span: Span, what: string): void {
+  assert.equal(new Date(iso).toISOString(), iso, `${what} is not ISO 8601 UTC: ${iso}`);
+  const ms = Date.parse(iso);
+  assert.ok(
+    span.from <= ms && ms <= span.to,
+    `${what} ${iso} is not from the store's clock, which read ${
+      new Date(span.from).toISOString()
+    } before the call and ${new Date(span.to).toISOString()} after it`,
+  );
+}
+
+/** Asserts that `iso` is at least `ms` after `since` (a lease or a TTL was not cut short). */
+function assertNotBefore(iso: string, since: string, ms: number): void {
+  assert.ok(
+    Date.parse(iso) >= Date.parse(since) + ms,
+    `${iso} is less than ${ms} ms after ${since}`,
+  );
+}
+
+/**
+ * Calls `fn` until `done` accepts its value, letting {@link POLL_MS} of the store's time pass
+ * between calls; fails once {@link WAIT_MS} of it have passed.
+ */
+async function eventually<T>(
+  time: StoreTime,
+  what: string,
+  fn: () => Promise<T>,
+  done: (value: T) => boolean,
+): Promise<T> {
+  const deadline = await time.now() + WAIT_MS;
+  for (;;) {
+    const value = await fn();
+    if (done(value)) return value;
+    if (await time.now() > deadline) throw new Error(`Timed out waiting for ${what}`);
+    await time.pass(POLL_MS);
+  }
+}
+
+/** Waits until the store's clock has moved past `iso`, so that a later stamp differs. */
+async function waitPast(time: StoreTime, iso: string): Promise<void> {
+  await eventually(time, `the store's clock to pass ${iso}`, () => time.now(), (now) => {
+    return now > Date.parse(iso);
+  });
+}
+
+/** Polls `claimOrphanedRuns` until it returns something, and returns that. */
+function claimWhenDue(
+  store: ChatStore,
+  time: StoreTime,
+  claimer: string,
+  leaseMs = LONG_LEASE_MS,
+  limit = 10,
+): Promise<RunRecord[]> {
+  return eventually(
+    time,
+    "a lease to expire",
+    () => store.claimOrphanedRuns(claimer, leaseMs, limit),
+    (claimed) => claimed.length > 0,
+  );
 }

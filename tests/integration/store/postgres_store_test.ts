@@ -1,19 +1,32 @@
 import assert from "node:assert/strict";
 import postgres from "postgres";
 import { DependencyUnavailableError } from "../../../src/_util/dependency_unavailable_error.ts";
-import { loadMigrations, migrate, MigrationError } from "../../../src/store/migrate.ts";
+import {
+  loadMigrations,
+  migrate,
+  MIGRATION_FILES,
+  MigrationError,
+} from "../../../src/store/migrate.ts";
 import { PostgresStore, type PostgresStoreOptions } from "../../../src/store/postgres_store.ts";
 import { ManualClock } from "../../_helpers/manual_clock.ts";
 import { createTestDatabase, freePort } from "../../_helpers/services.ts";
-import { registerChatStoreConformance } from "../../_helpers/store_conformance.ts";
+import { realStoreTime, registerChatStoreConformance } from "../../_helpers/store_conformance.ts";
 
-registerChatStoreConformance("PostgresStore", async ({ clock, chatIdTtlSeconds }) => {
+const HOUR_MS = 3_600_000;
+
+registerChatStoreConformance("PostgresStore", async ({ chatIdTtlSeconds }) => {
   const db = await createTestDatabase();
+  // The instance's clock is a day off and never moves: the suite checks every stored time,
+  // lease and expiry against the database's clock, so any use of this one fails it.
+  const clock = new ManualClock(Date.now() - 24 * HOUR_MS);
   const store = new PostgresStore({ url: db.url, clock, chatIdTtlSeconds });
+  const sql = admin(db.url);
   return {
     store,
+    time: realStoreTime(() => databaseNow(sql)),
     async [Symbol.asyncDispose]() {
       await store.close();
+      await sql.end();
       await db[Symbol.asyncDispose]();
     },
   };
@@ -43,6 +56,12 @@ function admin(url: string): postgres.Sql & AsyncDisposable {
   return Object.assign(sql, { [Symbol.asyncDispose]: () => sql.end() });
 }
 
+/** The database's clock, in epoch milliseconds. */
+async function databaseNow(sql: postgres.Sql): Promise<number> {
+  const [row] = await sql<{ now: Date }[]>`SELECT clock_timestamp() AS now`;
+  return row.now.getTime();
+}
+
 function chat(store: PostgresStore, userId: string, chatId: string, threadId?: string) {
   return store.beginChat({
     userId,
@@ -59,10 +78,10 @@ function chat(store: PostgresStore, userId: string, chatId: string, threadId?: s
 Deno.test("migrate() applies the shipped files once and is a no-op the second time", async () => {
   await using db = await createTestDatabase();
   await using sql = admin(db.url);
-  assert.deepEqual(await migrate(sql), ["0001_init.sql"]);
+  assert.deepEqual(await migrate(sql), MIGRATION_FILES);
   assert.deepEqual(await migrate(sql), []);
-  const rows = await sql`SELECT name FROM schema_migrations`;
-  assert.deepEqual(rows.map((r) => r.name), ["0001_init.sql"]);
+  const rows = await sql`SELECT name FROM schema_migrations ORDER BY name`;
+  assert.deepEqual(rows.map((r) => r.name), MIGRATION_FILES);
 });
 
 Deno.test("migrate() applies each file exactly once when run from many pools at once", async () => {
@@ -70,12 +89,15 @@ Deno.test("migrate() applies each file exactly once when run from many pools at 
   const pools = Array.from({ length: 6 }, () => postgres(db.url, { max: 3, onnotice: () => {} }));
   try {
     const results = await Promise.all(pools.map((sql) => migrate(sql)));
-    assert.deepEqual(results.flat(), ["0001_init.sql"]);
+    assert.deepEqual(results.flat().sort(), MIGRATION_FILES);
   } finally {
     await Promise.all(pools.map((sql) => sql.end()));
   }
   await using sql = admin(db.url);
-  assert.deepEqual((await sql`SELECT count(*)::int AS n FROM schema_migrations`)[0].n, 1);
+  assert.deepEqual(
+    (await sql`SELECT count(*)::int AS n FROM schema_migrations`)[0].n,
+    MIGRATION_FILES.length,
+  );
 });
 
 Deno.test("PostgresStore.ping() migrates once when several stores start together", async () => {
@@ -88,32 +110,48 @@ Deno.test("PostgresStore.ping() migrates once when several stores start together
     await Promise.all(stores.map((store) => store.close()));
   }
   await using sql = admin(db.url);
-  const rows = await sql`SELECT name FROM schema_migrations`;
-  assert.deepEqual(rows.map((r) => r.name), ["0001_init.sql"]);
+  const rows = await sql`SELECT name FROM schema_migrations ORDER BY name`;
+  assert.deepEqual(rows.map((r) => r.name), MIGRATION_FILES);
+});
+
+Deno.test("PostgresStore.ping() upgrades a database that has only 0001_init.sql", async () => {
+  await using db = await createTestDatabase();
+  const [first] = await loadMigrations();
+  {
+    await using before = new PostgresStore({ url: db.url, migrations: [first] });
+    assert.equal((await chat(before, "alice", "c1")).kind, "started");
+  }
+  await using store = new PostgresStore({ url: db.url });
+  await store.ping();
+  assert.equal((await chat(store, "alice", "c1")).kind, "duplicate");
+  await using sql = admin(db.url);
+  const rows = await sql`SELECT name FROM schema_migrations ORDER BY name`;
+  assert.deepEqual(rows.map((r) => r.name), MIGRATION_FILES);
 });
 
 Deno.test("PostgresStore.ping() rejects with a MigrationError naming the failed file, for good", async () => {
   await using db = await createTestDatabase();
   const migrations = [
     ...await loadMigrations(),
-    { name: "0002_broken.sql", sql: "CREATE TABLE broken (id int);\nCREATE TABLE oops (;" },
+    { name: "9999_broken.sql", sql: "CREATE TABLE broken (id int);\nCREATE TABLE oops (;" },
   ];
   await using store = new PostgresStore({ url: db.url, migrations });
   const error = await store.ping().then(() => null, (e: unknown) => e);
   assert.ok(error instanceof MigrationError, `expected a MigrationError, got ${error}`);
-  assert.equal(error.file, "0002_broken.sql");
+  assert.equal(error.file, "9999_broken.sql");
   assert.match(
     error.message,
-    /^Migration "0002_broken\.sql" failed: syntax error .*SQLSTATE 42601/,
+    /^Migration "9999_broken\.sql" failed: syntax error .*SQLSTATE 42601/,
   );
   // Fatal: not retried, every call reports it.
   assert.equal(await store.ping().catch((e) => e), error);
   await assert.rejects(() => chat(store, "alice", "c1"), MigrationError);
-  // The failed file left nothing behind; the one before it stays applied.
+  // The failed file left nothing behind; the ones before it stay applied.
   await using sql = admin(db.url);
-  assert.deepEqual((await sql`SELECT name FROM schema_migrations`).map((r) => r.name), [
-    "0001_init.sql",
-  ]);
+  assert.deepEqual(
+    (await sql`SELECT name FROM schema_migrations ORDER BY name`).map((r) => r.name),
+    MIGRATION_FILES,
+  );
   assert.equal((await sql`SELECT to_regclass('broken') AS t`)[0].t, null);
 });
 
@@ -240,13 +278,13 @@ Deno.test("PostgresStore.beginChat() starts one run for 20 concurrent chats on o
 
 Deno.test("PostgresStore.beginChat() decides one winner across two stores after the TTL", async () => {
   await using db = await createTestDatabase();
-  const clock = new ManualClock();
-  await using a = new PostgresStore({ url: db.url, clock, chatIdTtlSeconds: 60 });
-  await using b = new PostgresStore({ url: db.url, clock, chatIdTtlSeconds: 60 });
+  await using a = new PostgresStore({ url: db.url, chatIdTtlSeconds: 60 });
+  await using b = new PostgresStore({ url: db.url, chatIdTtlSeconds: 60 });
   const first = await chat(a, "alice", "c1");
   assert.equal(first.kind, "started");
   await a.finishRun("alice", first.run.id, { status: "completed", reply: "r" });
-  clock.advance(60_000);
+  await using sql = admin(db.url);
+  await sql`UPDATE chat_keys SET expires_at = now()`; // as if the 60 s had passed
   const results = await Promise.all([
     ...Array.from({ length: 5 }, () => chat(a, "alice", "c1")),
     ...Array.from({ length: 5 }, () => chat(b, "alice", "c1")),
@@ -257,9 +295,8 @@ Deno.test("PostgresStore.beginChat() decides one winner across two stores after 
 
 Deno.test("PostgresStore.claimOrphanedRuns() hands each run to one of two stores at once", async () => {
   await using db = await createTestDatabase();
-  const clock = new ManualClock();
-  await using a = new PostgresStore({ url: db.url, clock });
-  await using b = new PostgresStore({ url: db.url, clock });
+  await using a = new PostgresStore({ url: db.url });
+  await using b = new PostgresStore({ url: db.url });
   const runIds: string[] = [];
   for (let i = 0; i < 30; i++) {
     const result = await chat(a, `user-${i % 3}`, `c${i}`);
@@ -268,7 +305,8 @@ Deno.test("PostgresStore.claimOrphanedRuns() hands each run to one of two stores
     // A third of them ended with the terminal event unpublished: claimable too.
     if (i % 3 === 0) await a.finishRun(result.run.userId, result.run.id, { status: "cancelled" });
   }
-  clock.advance(LEASE_MS);
+  await using sql = admin(db.url);
+  await sql`UPDATE runs SET lease_until = now()`; // as if their owner had died a lease ago
   const claimAll = async (store: PostgresStore, claimer: string) => {
     const claimed: string[] = [];
     for (;;) {
@@ -284,10 +322,116 @@ Deno.test("PostgresStore.claimOrphanedRuns() hands each run to one of two stores
   const all = [...byB, ...byC];
   assert.equal(all.length, 30);
   assert.deepEqual(new Set(all), new Set(runIds));
-  await using sql = admin(db.url);
   const statuses = await sql`SELECT status, count(*)::int AS n FROM runs GROUP BY status
     ORDER BY status`;
   assert.deepEqual(statuses.map((r) => [r.status, r.n]), [["cancelled", 10], ["failed", 20]]);
+});
+
+// Time: the database's clock decides (SPEC §7)
+
+Deno.test("PostgresStore keeps a live lease live whatever the instances' clocks say", async () => {
+  await using db = await createTestDatabase();
+  // A's clock runs an hour behind and B's an hour ahead. Were leases written and compared on
+  // instance clocks, B would see each of A's fresh leases as long expired and end A's run.
+  await using a = new PostgresStore({ url: db.url, clock: new ManualClock(Date.now() - HOUR_MS) });
+  await using b = new PostgresStore({ url: db.url, clock: new ManualClock(Date.now() + HOUR_MS) });
+  const started = await chat(a, "alice", "c1");
+  assert.equal(started.kind, "started");
+  assert.deepEqual(await b.claimOrphanedRuns("instance-b", LEASE_MS, 10), []);
+  await a.renewLeases("instance-a", [started.run.id], LEASE_MS);
+  assert.deepEqual(await b.claimOrphanedRuns("instance-b", LEASE_MS, 10), []);
+  assert.equal((await a.getRun("alice", started.run.id))?.status, "running");
+
+  // The lease ends LEASE_MS after the renewal, on the database's clock.
+  await using sql = admin(db.url);
+  const [{ leftMs }] = await sql<{ leftMs: number }[]>`
+    SELECT (extract(epoch FROM lease_until - now()) * 1000)::float8 AS "leftMs" FROM runs`;
+  assert.ok(leftMs > LEASE_MS - 5_000 && leftMs <= LEASE_MS, `lease ends in ${leftMs} ms`);
+
+  // Ended on the database's clock, it is claimed, however far behind B's clock is.
+  await using c = new PostgresStore({
+    url: db.url,
+    clock: new ManualClock(Date.now() - 24 * HOUR_MS),
+  });
+  await sql`UPDATE runs SET lease_until = now()`;
+  const claimed = await c.claimOrphanedRuns("instance-c", LEASE_MS, 10);
+  assert.deepEqual(claimed.map((r) => [r.id, r.status]), [[started.run.id, "failed"]]);
+});
+
+Deno.test("PostgresStore keeps a chat id for its TTL whatever the instances' clocks say", async () => {
+  await using db = await createTestDatabase();
+  // A's clock runs a day behind: were expiry written on it, the key would be born expired
+  // for B, and a repeated chat would start a second run.
+  const day = 24 * HOUR_MS;
+  await using a = new PostgresStore({
+    url: db.url,
+    clock: new ManualClock(Date.now() - day),
+    chatIdTtlSeconds: 60,
+  });
+  await using b = new PostgresStore({
+    url: db.url,
+    clock: new ManualClock(Date.now() + day),
+    chatIdTtlSeconds: 60,
+  });
+  const first = await chat(a, "alice", "c1");
+  assert.equal(first.kind, "started");
+  await a.finishRun("alice", first.run.id, { status: "completed", reply: "r" });
+  assert.deepEqual(await chat(b, "alice", "c1"), {
+    kind: "duplicate",
+    threadId: first.run.threadId,
+    runId: first.run.id,
+    status: "completed",
+  });
+  await using sql = admin(db.url);
+  const [{ leftMs }] = await sql<{ leftMs: number }[]>`
+    SELECT (extract(epoch FROM expires_at - now()) * 1000)::float8 AS "leftMs" FROM chat_keys`;
+  assert.ok(leftMs > 55_000 && leftMs <= 60_000, `key expires in ${leftMs} ms`);
+});
+
+Deno.test("PostgresStore.claimOrphanedRuns() deletes expired chat ids at most once per sweepIntervalMs", async () => {
+  const clock = new ManualClock();
+  await using fixture = await storeOnTestDatabase({ clock, sweepIntervalMs: 60_000 });
+  const { store } = fixture;
+  for (const id of ["c1", "c2", "c3"]) {
+    assert.equal((await chat(store, "alice", id)).kind, "started");
+  }
+  await using sql = admin(fixture.url);
+  const keys = async () =>
+    (await sql`SELECT chat_id FROM chat_keys ORDER BY chat_id`).map((r) => r.chat_id);
+  await sql`UPDATE chat_keys SET expires_at = now() WHERE chat_id = 'c1'`;
+
+  assert.deepEqual(await store.claimOrphanedRuns("instance-b", LEASE_MS, 10), []);
+  assert.deepEqual(await keys(), ["c2", "c3"]);
+  // Within the interval: no sweep, even with another key expired.
+  await sql`UPDATE chat_keys SET expires_at = now() WHERE chat_id = 'c2'`;
+  clock.advance(59_999);
+  await store.claimOrphanedRuns("instance-b", LEASE_MS, 10);
+  assert.deepEqual(await keys(), ["c2", "c3"]);
+  clock.advance(1);
+  await store.claimOrphanedRuns("instance-b", LEASE_MS, 10);
+  assert.deepEqual(await keys(), ["c3"]);
+  // Only keys go: the runs stay, and a swept id starts a new chat.
+  assert.equal((await sql`SELECT count(*)::int AS n FROM runs`)[0].n, 3);
+  assert.equal((await chat(store, "alice", "c1")).kind, "started");
+  assert.equal((await chat(store, "alice", "c3")).kind, "duplicate");
+});
+
+Deno.test("PostgresStore.claimOrphanedRuns() sweeps expired chat ids in batches", async () => {
+  await using fixture = await storeOnTestDatabase();
+  const { store } = fixture;
+  const first = await chat(store, "alice", "c0");
+  assert.equal(first.kind, "started");
+  await using sql = admin(fixture.url);
+  await sql`
+    INSERT INTO chat_keys (user_id, chat_id, run_id, thread_id, text, expires_at)
+    SELECT 'alice', 'old-' || g, ${first.run.id}, ${first.run.threadId}, 'x',
+           now() - interval '1 hour'
+    FROM generate_series(1, 2500) AS g`;
+  await store.claimOrphanedRuns("instance-b", LEASE_MS, 10);
+  assert.deepEqual(
+    (await sql`SELECT chat_id FROM chat_keys`).map((r) => r.chat_id),
+    ["c0"],
+  );
 });
 
 // Scoping and paging

@@ -1,11 +1,16 @@
 import assert from "node:assert/strict";
 import { MemoryStore } from "../../../src/store/mod.ts";
 import { ManualClock } from "../../_helpers/manual_clock.ts";
-import { registerChatStoreConformance } from "../../_helpers/store_conformance.ts";
+import { manualStoreTime, registerChatStoreConformance } from "../../_helpers/store_conformance.ts";
 
-registerChatStoreConformance("MemoryStore", ({ clock, chatIdTtlSeconds }) => {
+registerChatStoreConformance("MemoryStore", ({ chatIdTtlSeconds }) => {
+  const clock = new ManualClock();
   const store = new MemoryStore({ clock, chatIdTtlSeconds });
-  return Promise.resolve({ store, [Symbol.asyncDispose]: () => store.close() });
+  return Promise.resolve({
+    store,
+    time: manualStoreTime(clock),
+    [Symbol.asyncDispose]: () => store.close(),
+  });
 });
 
 const LEASE_MS = 30_000;
@@ -67,6 +72,34 @@ Deno.test("MemoryStore.finishRun() drops the oldest messages beyond maxMessagesP
   const third = await started(store, "alice", "c2", first.threadId);
   assert.equal(await store.getRun("alice", first.id), null);
   assert.equal((await store.getRun("alice", third.id))?.status, "running");
+});
+
+// Exact boundaries, which only a manual clock can show (the shared suite polls).
+
+Deno.test("MemoryStore.claimOrphanedRuns() claims a run the moment its lease ends, not before", async () => {
+  const clock = new ManualClock();
+  await using store = new MemoryStore({ clock });
+  const run = await started(store, "alice", "c0");
+  clock.advance(LEASE_MS - 1_000);
+  await store.renewLeases("i1", [run.id], LEASE_MS);
+  clock.advance(LEASE_MS - 1);
+  assert.deepEqual(await store.claimOrphanedRuns("i2", LEASE_MS, 10), []);
+  clock.advance(1);
+  const claimed = await store.claimOrphanedRuns("i2", LEASE_MS, 10);
+  assert.deepEqual(claimed.map((r) => [r.id, r.status, r.finishedAt]), [
+    [run.id, "failed", new Date(clock.now()).toISOString()],
+  ]);
+});
+
+Deno.test("MemoryStore.beginChat() frees a chat id exactly chatIdTtlSeconds after its use", async () => {
+  const clock = new ManualClock();
+  await using store = new MemoryStore({ clock, chatIdTtlSeconds: 60 });
+  const first = await started(store, "alice", "c0");
+  await store.finishRun("alice", first.id, { status: "cancelled" });
+  clock.advance(60_000 - 1);
+  assert.equal((await begin(store, "alice", "c0")).kind, "duplicate");
+  clock.advance(1);
+  assert.equal((await begin(store, "alice", "c0")).kind, "started");
 });
 
 Deno.test("MemoryStore() sweeps idle users without a running run until close()", async () => {
