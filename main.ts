@@ -46,8 +46,16 @@ async function main(): Promise<number> {
     },
   }, server.fetch);
   const stopped = Promise.withResolvers<string>();
+  let signals = 0;
   for (const signal of ["SIGTERM", "SIGINT"] as const) {
-    Deno.addSignalListener(signal, () => stopped.resolve(signal));
+    Deno.addSignalListener(signal, () => {
+      // The first signal drains; a second one means "now": exit without waiting for runs.
+      if (++signals === 1) stopped.resolve(signal);
+      else {
+        log.warn("second signal: exiting without finishing the drain", { signal });
+        Deno.exit(1);
+      }
+    });
   }
   let signal: string;
   try {

@@ -67,3 +67,19 @@ Deno.test("drain (memory engine): a run still going at the drain timeout ends ag
   assert.equal((await client.waitClosed()).code, 1012);
   assert.equal((await signalled).code, 0, server.logs());
 });
+
+Deno.test("drain: a second signal exits at once, without waiting for runs", async () => {
+  await using server = await startServer({
+    env: { AGENT_STEP_DELAY_MS: "60000", DRAIN_TIMEOUT_MS: "60000" },
+  });
+  const client = TestClient.open(server.wsUrl);
+  await client.hello(await server.devToken("impatient"));
+  client.send({ type: "chat", id: "wait", text: "hello" });
+  await client.nextOf("ack");
+  const first = server.stop("SIGTERM");
+  await waitDraining(server);
+  const second = await server.stop("SIGINT");
+  assert.equal(second.code, 1);
+  assert.equal((await first).code, 1);
+  await client.waitClosed();
+});
