@@ -1,28 +1,10 @@
 /**
- * The REST history (SPEC §2) as the client reads it. These shapes are the HTTP API's, not
- * WebSocket frames, so they live here rather than in `src/protocol`.
+ * The REST history (SPEC §2) as the client reads it; the wire shapes (`ThreadSummary`,
+ * `HistoryMessage`) are `src/protocol`'s, shared with the server.
  *
  * @module
  */
-
-/** One thread of the caller, from `GET /api/threads`. */
-export interface ThreadSummary {
-  readonly id: string;
-  readonly title: string;
-  readonly createdAt: string;
-  readonly updatedAt: string;
-}
-
-/** One stored message, from `GET /api/threads/:id/messages`. */
-export interface HistoryMessage {
-  readonly id: string;
-  readonly role: "user" | "assistant";
-  readonly text: string;
-  readonly runId: string;
-  /** The seq of the run's `agent_started` (user) or terminal event (assistant). */
-  readonly seq: number | null;
-  readonly createdAt: string;
-}
+export type { HistoryMessage, ThreadSummary } from "../protocol/mod.ts";
 
 /** One page of a listing; `nextCursor` names the next, older page. */
 export interface HistoryPage<T> {

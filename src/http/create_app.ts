@@ -14,6 +14,7 @@ import { InvalidTokenError } from "../connection/mod.ts";
 import type { ConnectionReadinessChecker, Principal, TokenVerifier } from "../connection/mod.ts";
 import type { ServerMetrics } from "../metrics/mod.ts";
 import type { EventEngine } from "../bus/mod.ts";
+import type { ApiErrorResponse, MessagesResponse, ThreadsResponse } from "../protocol/mod.ts";
 import type { ChatStore, MessageRecord } from "../store/mod.ts";
 import { handleUpgrade } from "../ws/mod.ts";
 import type { UpgradeDeps } from "../ws/mod.ts";
@@ -99,10 +100,11 @@ export function createApp(
     if (page instanceof Response) return page;
     try {
       const result = await deps.store.listThreads(principal.userId, page);
-      return c.json({
+      const body: ThreadsResponse = {
         threads: result.items,
         ...(result.nextCursor ? { nextCursor: result.nextCursor } : {}),
-      });
+      };
+      return c.json(body);
     } catch (error) {
       return storeFailure(c, deps, error);
     }
@@ -116,10 +118,11 @@ export function createApp(
     try {
       const result = await deps.store.listMessages(principal.userId, c.req.param("id"), page);
       if (result === null) return apiError(c, 404, "not_found", "Thread not found");
-      return c.json({
+      const body: MessagesResponse = {
         messages: await withSeqs(deps, principal.userId, result.items),
         ...(result.nextCursor ? { nextCursor: result.nextCursor } : {}),
-      });
+      };
+      return c.json(body);
     } catch (error) {
       return storeFailure(c, deps, error);
     }
@@ -211,7 +214,8 @@ function apiError(
   code: string,
   message: string,
 ) {
-  return c.json({ error: { code, message } }, status);
+  const body: ApiErrorResponse = { error: { code, message } };
+  return c.json(body, status);
 }
 
 function unauthorized(c: Context<Env>, message: string): Response {

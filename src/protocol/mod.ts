@@ -1,8 +1,9 @@
 /**
- * The `agentsocket.v1` wire protocol: frame types, the client-frame parser and the close
- * codes. Shared by the server and the client library; no runtime-specific API.
+ * The `agentsocket.v1` wire protocol: frame types, the client-frame parser, the close codes,
+ * and the REST history's shapes. Shared by the server and the client library; no runtime-specific API.
  *
  * @module
  */
 export * from "./frames.ts";
 export * from "./close_codes.ts";
+export * from "./rest.ts";

@@ -5,30 +5,16 @@
  *
  * @module
  */
-import type { RunStatus } from "../protocol/mod.ts";
+import type { HistoryMessage, RunStatus, ThreadSummary } from "../protocol/mod.ts";
 
-/** A thread as listed by `GET /api/threads`. */
-export interface ThreadRecord {
-  readonly id: string;
-  readonly title: string;
-  /** ISO 8601 UTC, from the store's clock. */
-  readonly createdAt: string;
-  readonly updatedAt: string;
-}
+/** A thread as listed by `GET /api/threads` (the wire shape, SPEC §2). */
+export type ThreadRecord = ThreadSummary;
 
-/** A message as listed by `GET /api/threads/:id/messages`. */
-export interface MessageRecord {
-  readonly id: string;
-  readonly role: "user" | "assistant";
-  readonly text: string;
-  readonly runId: string;
-  /**
-   * The seq of the run's `agent_started` (user message) or terminal event (assistant message);
-   * null only in the moment between storing the message and publishing that event.
-   */
-  readonly seq: number | null;
-  readonly createdAt: string;
-}
+/**
+ * A message as listed by `GET /api/threads/:id/messages` (the wire shape). Its `seq` is null
+ * only in the moment between storing the message and publishing its event.
+ */
+export type MessageRecord = HistoryMessage;
 
 /** A run's error, as carried by `agent_failed.data.error`. */
 export interface RunError {
