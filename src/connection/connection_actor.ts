@@ -127,6 +127,8 @@ const DEFAULT_GUARDS: ConnectionGuards = {
   dedupeBySeq: true,
 };
 
+const NO_OPTIONS: ConnectionOptions = {};
+
 /** How often a congested socket's `bufferedAmount` is checked. */
 const DRAIN_POLL_MS = 10;
 
@@ -157,13 +159,15 @@ export class ConnectionActor {
 
   #helloReceived = false;
   #readySent = false;
-  #session?: HandshakeResult;
+  /** Gives back what the handshake took (subscription, connection slot); idempotent. */
+  #release?: () => void;
   #principal?: Principal;
   #epoch = "";
   #lastSeq = 0;
 
   #openedAt = 0;
-  #handshakeAbort = new AbortController();
+  /** Aborts the handshake; dropped once `ready` is sent (nothing listens to it after). */
+  #handshakeAbort?: AbortController = new AbortController();
   #handshakeTimer?: Timer;
   #expiryTimer?: Timer;
   #closeTimer?: Timer;
@@ -290,7 +294,7 @@ export class ConnectionActor {
     }
     this.#pendingFrames++;
     this.#inbox.push(item);
-    void this.#pump();
+    if (!this.#pumping) void this.#pump();
   }
 
   #onLiveEvent(event: UserEvent, epoch: string): void {
@@ -310,7 +314,7 @@ export class ConnectionActor {
     }
     this.#pendingEvents++;
     this.#inbox.push({ kind: "event", event, epoch });
-    void this.#pump();
+    if (!this.#pumping) void this.#pump();
   }
 
   async #pump(): Promise<void> {
@@ -324,8 +328,12 @@ export class ConnectionActor {
         if (item.kind === "event") this.#pendingEvents--;
         else if (item.kind === "gap") this.#gapQueued = false;
         else this.#pendingFrames--;
+        // The common case, the next event in seq, is sent without a promise per event.
+        if (item.kind === "event" && this.#deliverNow(item.event, item.epoch)) continue;
         await this.#handle(item);
       }
+      // An idle connection keeps an empty queue, not the backing store of its last burst.
+      if (this.#inbox.length === 0) this.#inbox.clear();
     } catch (error) {
       this.#fail(error);
     } finally {
@@ -373,7 +381,7 @@ export class ConnectionActor {
         hello,
         headerPrincipal: this.#options.headerPrincipal,
         protocolToken: this.#options.protocolToken,
-        signal: this.#handshakeAbort.signal,
+        signal: this.#handshakeAbort!.signal,
         onEvent: (event, epoch) => this.#onLiveEvent(event, epoch),
         advance: (state) => {
           if (isLive(this.#state)) this.#transition(state);
@@ -390,7 +398,9 @@ export class ConnectionActor {
       session.release();
       return;
     }
-    this.#session = session;
+    // Keep only the release handle: the catch-up read (its events) is not held for the
+    // connection's lifetime.
+    this.#release = session.release;
     this.#principal = session.principal;
     const { catchUp } = session;
     this.#epoch = catchUp.epoch;
@@ -409,6 +419,9 @@ export class ConnectionActor {
     }
     this.#lastSeq = catchUp.seq;
     this.#handshakeTimer?.cancel();
+    this.#handshakeTimer = undefined;
+    this.#handshakeAbort = undefined;
+    this.#options = NO_OPTIONS; // a subprotocol token is not held for the connection's life
     this.#transition("processing_ready");
     this.#scheduleExpiry();
     this.#deps.observer?.onReady?.(this, this.#deps.clock.now() - this.#openedAt);
@@ -524,6 +537,23 @@ export class ConnectionActor {
     }
     this.#sendEvent(event);
     this.#lastSeq = event.seq;
+  }
+
+  /**
+   * Does what {@link #handle} does with an event that needs nothing awaited (it is in this
+   * epoch and not past a gap), at once.
+   *
+   * @returns false, having done nothing, when the event needs {@link #handle}.
+   */
+  #deliverNow(event: UserEvent, epoch: string): boolean {
+    if (!this.#guards.dedupeBySeq || epoch !== this.#epoch || event.seq > this.#lastSeq + 1) {
+      return false;
+    }
+    if (this.#deps.detector.checkInbound(this.#state) && event.seq === this.#lastSeq + 1) {
+      this.#sendEvent(event);
+      this.#lastSeq = event.seq;
+    } // else already sent (catch-up or backfill)
+    return true;
   }
 
   async #backfill(): Promise<void> {
@@ -659,13 +689,18 @@ export class ConnectionActor {
   #beginClose(code: number, reason: string, origin: "server" | "peer" = "server"): void {
     if (!isLive(this.#state)) return;
     this.#closeCode = code;
-    this.#closeCause = new ConnectionCloseError(code as CloseCode, reason);
+    // The cause is seen only by what is still pending: the handshake (as its abort reason) and
+    // the readiness milestones not reached yet. Past `ready` there is neither, and making an
+    // Error (its stack trace) was the costliest step of a close.
+    if (this.#state !== "processing_ready") {
+      this.#closeCause = new ConnectionCloseError(code as CloseCode, reason);
+    }
     this.#transition("closing");
-    this.#handshakeAbort.abort(this.#closeCause);
+    this.#handshakeAbort?.abort(this.#closeCause);
     this.#handshakeTimer?.cancel();
     this.#expiryTimer?.cancel();
     this.#drainTimer?.cancel();
-    this.#session?.release();
+    this.#release?.();
     this.#inbox.clear();
     this.#pendingEvents = 0;
     this.#pendingFrames = 0;
