@@ -1,0 +1,199 @@
+/**
+ * What the benchmark orchestrator (`run.ts`) and its load generator processes
+ * (`load_client.ts`) tell each other: the load configuration goes in as the one argument, JSON;
+ * progress and results come back as JSON lines on stdout; `release` on stdin ends a hold.
+ *
+ * @module
+ */
+import v8 from "node:v8";
+import type { Summary } from "./_stats.ts";
+
+/** The server under load: agentsocket, or the bare `Deno.upgradeWebSocket` echo server. */
+export type Target = "agentsocket" | "bare";
+
+/** What every load mode is given. */
+export interface LoadCommon {
+  readonly target: Target;
+  /** `ws://127.0.0.1:<port>/ws`. */
+  readonly url: string;
+  /** The HS256 secret the server verifies with (tokens are also sent to the bare server). */
+  readonly secret: string;
+  /** User ids are `<userPrefix><n>` for n in `firstUser … firstUser + count - 1`. */
+  readonly userPrefix: string;
+  readonly firstUser: number;
+  readonly count: number;
+  /** Bound on each wait (a handshake, a run, a close), in ms. */
+  readonly timeoutMs: number;
+}
+
+/** 1,000 (or `count`) connections opened at once, each with its own user's `hello`. */
+export interface BurstConfig extends LoadCommon {
+  readonly mode: "burst";
+  /** The server process, whose CPU time is read around the burst. */
+  readonly serverPid: number;
+}
+
+/**
+ * `count` users connect; then every one starts a run at once (agentsocket: a `chat`; bare: a
+ * `push` request for `frameSizes.length` frames of those sizes) and receives all its frames.
+ */
+export interface DeliveryConfig extends LoadCommon {
+  readonly mode: "delivery";
+  readonly serverPid: number;
+  /** Handshakes in flight while connecting. */
+  readonly concurrency: number;
+  /** Bare only: the sizes of the frames to push, one run's worth (taken from agentsocket). */
+  readonly frameSizes?: readonly number[];
+}
+
+/** `count` connections opened (at most `concurrency` handshakes in flight) and held idle. */
+export interface HoldConfig extends LoadCommon {
+  readonly mode: "hold";
+  readonly concurrency: number;
+}
+
+/** `count` users each connect, chat once, read the whole run and leave. */
+export interface ChurnConfig extends LoadCommon {
+  readonly mode: "churn";
+  readonly concurrency: number;
+}
+
+/** Any load configuration. */
+export type LoadConfig = BurstConfig | DeliveryConfig | HoldConfig | ChurnConfig;
+
+/** Failures counted by reason (`close 4429`, `timeout`, `error`, …). */
+export type FailureCounts = Record<string, number>;
+
+/** Result of a burst. Times in ms. */
+export interface BurstResult {
+  readonly mode: "burst";
+  readonly ok: number;
+  readonly failed: number;
+  readonly failures: FailureCounts;
+  /** Socket open → `ready` (agentsocket) or → first echo (bare). */
+  readonly openToReady: Summary;
+  /** `new WebSocket()` → socket open (TCP and HTTP upgrade). */
+  readonly connectToOpen: Summary;
+  /** `new WebSocket()` → `ready` / first echo. */
+  readonly connectToReady: Summary;
+  /** First `new WebSocket()` → last `ready`. */
+  readonly wallMs: number;
+  readonly connectionsPerSecond: number;
+  /** Server CPU (user + system) over the burst. */
+  readonly serverCpuMs: number;
+  /** This load process's CPU over the burst. */
+  readonly loadCpuMs: number;
+}
+
+/** Result of a delivery run. Times in ms. */
+export interface DeliveryResult {
+  readonly mode: "delivery";
+  readonly users: number;
+  readonly failedUsers: number;
+  readonly failures: FailureCounts;
+  readonly events: number;
+  readonly bytes: number;
+  /** First chat (or push) sent → last run's last event received. */
+  readonly wallMs: number;
+  readonly eventsPerSecond: number;
+  /** Event `ts` (set when the server published it) → receipt here; ms resolution. */
+  readonly latency: Summary;
+  readonly serverCpuMs: number;
+  readonly loadCpuMs: number;
+  /** The sizes of one user's event frames, in order (given to the bare server's push). */
+  readonly frameSizes: readonly number[];
+}
+
+/** What a hold reports once every connection is ready (or failed). */
+export interface HoldReport {
+  readonly ready: number;
+  readonly failed: number;
+  readonly failures: FailureCounts;
+  /** Time to open every connection, ms. */
+  readonly rampMs: number;
+}
+
+/** Result of a hold, after release. */
+export interface HoldResult extends HoldReport {
+  readonly mode: "hold";
+  /** Connections that closed while held (they should not). */
+  readonly dropped: number;
+  readonly loadCpuMs: number;
+}
+
+/** Result of a churn. */
+export interface ChurnResult {
+  readonly mode: "churn";
+  readonly completed: number;
+  readonly failed: number;
+  readonly failures: FailureCounts;
+  readonly wallMs: number;
+  readonly loadCpuMs: number;
+}
+
+/** Any result. */
+export type LoadResult = BurstResult | DeliveryResult | HoldResult | ChurnResult;
+
+/** A line a load process prints. */
+export type LoadMessage =
+  | { readonly type: "holding"; readonly report: HoldReport }
+  | { readonly type: "result"; readonly result: LoadResult }
+  | { readonly type: "error"; readonly message: string };
+
+/** The V8 heap spaces of this process, for {@link BenchStats.spaces}. */
+export function heapSpaces(): Record<string, { size: number; used: number }> {
+  const spaces: Record<string, { size: number; used: number }> = {};
+  for (const space of v8.getHeapSpaceStatistics()) {
+    if (space.space_size > 0) {
+      spaces[space.space_name] = { size: space.space_size, used: space.space_used_size };
+    }
+  }
+  return spaces;
+}
+
+/** V8's `gc` under `--expose-gc`; recent V8 takes options. */
+export type GcFunction = (options?: {
+  type?: "major" | "minor";
+  execution?: "sync" | "async";
+  flavor?: "regular" | "last-resort";
+}) => void;
+
+/**
+ * The most thorough collection V8 offers: a last-resort major GC compacts the heap and gives
+ * its free pages back, so what is measured after it is what is held, not how far the heap grew
+ * while the connections were being opened. Falls back to a plain `gc()`.
+ */
+export function collectAll(gc: GcFunction): void {
+  for (let i = 0; i < 2; i++) {
+    try {
+      gc({ type: "major", execution: "sync", flavor: "last-resort" });
+    } catch {
+      gc();
+    }
+  }
+}
+
+/** The stdin line that ends a hold. */
+export const RELEASE = "release";
+
+/** Paths of the bench-only routes both bench servers answer, to loopback clients only. */
+export const BENCH_ROUTES = {
+  /** Runs a full garbage collection twice, then answers a {@link BenchStats}. */
+  gc: "/__bench/gc",
+  /** Answers a {@link BenchStats} without collecting. */
+  stats: "/__bench/stats",
+} as const;
+
+/** What a bench server says about itself. */
+export interface BenchStats {
+  /** Open connections (agentsocket: live actors; bare: open sockets). */
+  readonly connections: number;
+  /** Users whose event log the memory engine holds (agentsocket with the memory engine). */
+  readonly engineUsers?: number;
+  /** `Deno.memoryUsage()`, bytes. */
+  readonly memory: { rss: number; heapTotal: number; heapUsed: number; external: number };
+  /** V8 heap spaces (`node:v8` `getHeapSpaceStatistics()`): committed and used bytes. */
+  readonly spaces: Record<string, { size: number; used: number }>;
+  /** Whether `gc()` was available (the process runs with `--expose-gc`). */
+  readonly gc: boolean;
+}
