@@ -90,6 +90,8 @@ export class RunOrchestrator implements RunService {
   #started = false;
   #stopped = false;
   #reaping = false;
+  #tsAt = Number.NaN;
+  #tsText = "";
   #retrying = false;
 
   constructor(options: RunOrchestratorOptions) {
@@ -554,7 +556,13 @@ export class RunOrchestrator implements RunService {
   }
 
   #ts(): string {
-    return new Date(this.#o.clock.now()).toISOString();
+    // Runs stamp many events per millisecond: format each millisecond once.
+    const now = this.#o.clock.now();
+    if (now !== this.#tsAt) {
+      this.#tsAt = now;
+      this.#tsText = new Date(now).toISOString();
+    }
+    return this.#tsText;
   }
 
   #dependencyFailed(dependency: string, what: string, error: unknown): void {

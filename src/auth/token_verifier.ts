@@ -92,8 +92,17 @@ async function resolveKey(
   source: VerificationKey,
 ): Promise<{ key: KeyInput; algorithms: string[] }> {
   switch (source.kind) {
-    case "secret":
-      return { key: source.secret, algorithms: ["HS256"] };
+    case "secret": {
+      // Imported once: given raw bytes, jose would import the key again on every verify.
+      const key = await crypto.subtle.importKey(
+        "raw",
+        source.secret as Uint8Array<ArrayBuffer>,
+        { name: "HMAC", hash: "SHA-256" },
+        false,
+        ["verify"],
+      );
+      return { key, algorithms: ["HS256"] };
+    }
     case "jwks":
       return {
         key: createRemoteJWKSet(new URL(source.url), {

@@ -51,6 +51,8 @@ export interface Config {
     readonly maxFrameBytes: number;
     readonly maxPreReadyFrames: number;
     readonly maxConnectionsPerUser: number;
+    /** Connections one process holds; undefined: the open-files limit less a margin. */
+    readonly maxConnections?: number;
     readonly slowConsumerBytes: number;
     readonly slowConsumerTimeoutMs: number;
     readonly rateLimitPerSecond: number;
@@ -196,6 +198,9 @@ export function loadConfig(env: EnvReader = (name) => Deno.env.get(name)): Confi
       maxFrameBytes: int("MAX_FRAME_BYTES", 65_536, 1_024, 16_777_216),
       maxPreReadyFrames: int("MAX_PRE_READY_FRAMES", 64, 1, 10_000),
       maxConnectionsPerUser: int("MAX_CONNECTIONS_PER_USER", 10, 1, 100_000),
+      maxConnections: read("MAX_CONNECTIONS") === undefined
+        ? undefined
+        : int("MAX_CONNECTIONS", 0, 1, 10_000_000),
       slowConsumerBytes: int("SLOW_CONSUMER_BYTES", 1_048_576, 16_384, 1_073_741_824),
       slowConsumerTimeoutMs: int("SLOW_CONSUMER_TIMEOUT_MS", 10_000, 100, 600_000),
       rateLimitPerSecond: int("RATE_LIMIT_PER_SECOND", 50, 1, 1_000_000),

@@ -139,7 +139,15 @@ export function createApp(
     return apiError(c, 500, "internal", "Internal error");
   });
 
-  return { fetch: (request, info) => app.fetch(request, info) };
+  return {
+    fetch(request, info) {
+      // The WebSocket route is the hot path of a connection burst: skip the router for it.
+      if (request.method === "GET" && new URL(request.url).pathname === "/ws") {
+        return handleUpgrade(request, deps.upgrade);
+      }
+      return app.fetch(request, info);
+    },
+  };
 }
 
 /**

@@ -35,6 +35,7 @@ import type { ServeInfo } from "../http/create_app.ts";
 import { ServerMetrics } from "../metrics/mod.ts";
 import type { ChatStore } from "../store/mod.ts";
 import { MemoryStore } from "../store/memory_store.ts";
+import { defaultMaxConnections } from "./connection_capacity.ts";
 import { ConnectionRegistry } from "./connection_registry.ts";
 import { DrainController } from "./drain_controller.ts";
 import { loadPage } from "./page.ts";
@@ -243,6 +244,7 @@ export async function buildServer(
     },
   };
 
+  const maxConnections = config.limits.maxConnections ?? defaultMaxConnections();
   const page = await loadPage();
   const app = createApp({
     store,
@@ -261,6 +263,7 @@ export async function buildServer(
       origins: { allowed: config.allowedOrigins, production },
       heartbeatSeconds: config.heartbeatSeconds,
       log,
+      atCapacity: () => registry.size >= maxConnections,
       onActor: (actor: ConnectionActor) => {
         registry.add(actor);
         metrics.connectionsTotal.inc();

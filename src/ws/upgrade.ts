@@ -31,6 +31,8 @@ export interface UpgradeDeps {
   readonly log: Logger;
   /** Told of each actor made, so the server can count and drain them. */
   readonly onActor: (actor: ConnectionActor) => void;
+  /** True when the process holds as many connections as it may (new ones close 1013). */
+  readonly atCapacity?: () => boolean;
 }
 
 /**
@@ -76,6 +78,8 @@ export async function handleUpgrade(request: Request, deps: UpgradeDeps): Promis
     closeAtOnce = { code: CloseCode.ServiceRestart, reason: "Server restarting" };
   } else if (!deps.gate.dependenciesReady()) {
     closeAtOnce ??= { code: CloseCode.TryAgainLater, reason: "Dependencies not ready" };
+  } else if (deps.atCapacity?.()) {
+    closeAtOnce ??= { code: CloseCode.TryAgainLater, reason: "Server at capacity" };
   }
 
   const { socket, response } = Deno.upgradeWebSocket(request, {

@@ -146,3 +146,19 @@ Deno.test("a bad configuration value stops start-up with one line naming the var
     });
   }
 });
+
+Deno.test("at MAX_CONNECTIONS a new connection is accepted, then closed 1013, and no process dies", async () => {
+  await using server = await startServer({ env: { MAX_CONNECTIONS: "3" } });
+  const token = await server.devToken("crowded");
+  const held = [0, 1, 2].map(() => TestClient.open(server.wsUrl));
+  await Promise.all(held.map((c) => c.hello(token)));
+  const extra = TestClient.open(server.wsUrl);
+  await extra.opened;
+  const closed = await extra.waitClosed();
+  assert.deepEqual([closed.code, closed.reason], [1013, "Server at capacity"]);
+  await held[0].close();
+  const later = TestClient.open(server.wsUrl);
+  assert.equal((await later.hello(token)).userId, "crowded");
+  await Promise.all([...held, later].map((c) => c.close()));
+  await server.assertNoRaces();
+});

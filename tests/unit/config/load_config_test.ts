@@ -38,6 +38,7 @@ Deno.test("loadConfig() names the variable of a bad value in one line", () => {
     [{ LOG_LEVEL: "loud" }, "LOG_LEVEL"],
     [{ TEST_UNSAFE_GUARDS_OFF: "everything" }, "TEST_UNSAFE_GUARDS_OFF"],
     [{ REDIS_KEY_PREFIX: "has space" }, "REDIS_KEY_PREFIX"],
+    [{ MAX_CONNECTIONS: "0" }, "MAX_CONNECTIONS"],
   ];
   for (const [vars, variable] of cases) {
     assert.throws(
