@@ -6,6 +6,7 @@
  */
 import { ConfigError, loadConfig } from "./src/config/mod.ts";
 import { buildServer } from "./src/server/build_server.ts";
+import { keepListening } from "./src/server/keep_listening.ts";
 import { StartupError } from "./src/server/startup_error.ts";
 
 async function main(): Promise<number> {
@@ -31,10 +32,12 @@ async function main(): Promise<number> {
   }
   const { log } = server;
   const shutdown = new AbortController();
-  const http = Deno.serve({
+  const listening = Promise.withResolvers<void>();
+  const http = keepListening({
     hostname: config.host,
     port: config.port,
     signal: shutdown.signal,
+    log,
     onListen: ({ hostname, port }) => {
       log.info("listening", {
         url: `http://${hostname}:${port}`,
@@ -43,8 +46,17 @@ async function main(): Promise<number> {
         engine: config.redisUrl ? "redis" : "memory",
         instanceId: config.instanceId,
       });
+      listening.resolve();
     },
   }, server.fetch);
+  // A first bind that fails (port in use) is a start-up error: one line, exit 1.
+  try {
+    await Promise.race([listening.promise, http]);
+  } catch (error) {
+    console.error(`Cannot listen on ${config.host}:${config.port}: ${(error as Error).message}`);
+    await server.close();
+    return 1;
+  }
   const stopped = Promise.withResolvers<string>();
   let signals = 0;
   for (const signal of ["SIGTERM", "SIGINT"] as const) {
@@ -60,23 +72,19 @@ async function main(): Promise<number> {
   let signal: string;
   try {
     await Promise.race([server.start(), server.fatal]);
-    signal = await Promise.race([
-      stopped.promise,
-      http.finished.then(() => "closed"),
-      server.fatal,
-    ]);
+    signal = await Promise.race([stopped.promise, server.fatal]);
   } catch (error) {
     if (!(error instanceof StartupError)) throw error;
     console.error(error.message);
     shutdown.abort();
-    await http.finished;
+    await http;
     await server.close();
     return 1;
   }
   log.info("shutting down", { signal });
   await server.drain();
   shutdown.abort();
-  await http.finished;
+  await http;
   await server.close();
   log.info("stopped");
   return 0;

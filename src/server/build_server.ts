@@ -244,7 +244,11 @@ export async function buildServer(
     },
   };
 
-  const maxConnections = config.limits.maxConnections ?? defaultMaxConnections();
+  const maxConnections = config.limits.maxConnections ?? defaultMaxConnections() ??
+    Number.POSITIVE_INFINITY;
+  if (maxConnections === Number.POSITIVE_INFINITY) {
+    log.info("no connection ceiling: set MAX_CONNECTIONS below the open-files limit (ulimit -n)");
+  }
   const page = await loadPage();
   const app = createApp({
     store,

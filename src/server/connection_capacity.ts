@@ -9,26 +9,24 @@
 /** Descriptors kept for the listener, PostgreSQL and Redis connections, health checks, files. */
 export const DESCRIPTOR_MARGIN = 128;
 
-/** Used when the limit cannot be read (not Linux, or no permission). */
-export const FALLBACK_MAX_CONNECTIONS = 10_000;
-
 /**
  * The default connection ceiling: the soft open-files limit (from `/proc/self/limits`) less
- * {@link DESCRIPTOR_MARGIN}.
+ * {@link DESCRIPTOR_MARGIN}; undefined when the limit cannot be read — Deno grants reads under
+ * `/proc/self` only with `--allow-all` — and then no ceiling is set (the server still survives
+ * the descriptor limit: see `keep_listening.ts`).
  *
  * @param readLimits Reads `/proc/self/limits` (injected for tests).
  */
 export function defaultMaxConnections(
   readLimits: () => string = () => Deno.readTextFileSync("/proc/self/limits"),
-): number {
+): number | undefined {
   let text: string;
   try {
     text = readLimits();
   } catch {
-    return FALLBACK_MAX_CONNECTIONS;
+    return undefined;
   }
   const soft = /^Max open files\s+(\d+|unlimited)/m.exec(text)?.[1];
-  if (soft === undefined) return FALLBACK_MAX_CONNECTIONS;
-  if (soft === "unlimited") return 1_000_000;
+  if (soft === undefined || soft === "unlimited") return undefined;
   return Math.max(1, Number(soft) - DESCRIPTOR_MARGIN);
 }

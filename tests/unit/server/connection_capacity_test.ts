@@ -2,7 +2,6 @@ import assert from "node:assert/strict";
 import {
   defaultMaxConnections,
   DESCRIPTOR_MARGIN,
-  FALLBACK_MAX_CONNECTIONS,
 } from "../../../src/server/connection_capacity.ts";
 
 const LIMITS = `Limit                     Soft Limit           Hard Limit           Units
@@ -12,20 +11,16 @@ Max locked memory         8388608              8388608              bytes`;
 
 Deno.test("defaultMaxConnections() keeps a margin under the open-files soft limit", () => {
   assert.equal(defaultMaxConnections(() => LIMITS), 20000 - DESCRIPTOR_MARGIN);
-  assert.equal(
-    defaultMaxConnections(() =>
-      LIMITS.replace("20000                20000", "unlimited            unlimited")
-    ),
-    1_000_000,
-  );
 });
 
-Deno.test("defaultMaxConnections() falls back when the limit cannot be read", () => {
-  assert.equal(defaultMaxConnections(() => "nothing useful"), FALLBACK_MAX_CONNECTIONS);
+Deno.test("defaultMaxConnections() sets no ceiling when the limit is unlimited or unreadable", () => {
+  const unlimited = LIMITS.replace("20000                20000", "unlimited            unlimited");
+  assert.equal(defaultMaxConnections(() => unlimited), undefined);
+  assert.equal(defaultMaxConnections(() => "nothing useful"), undefined);
   assert.equal(
     defaultMaxConnections(() => {
-      throw new Deno.errors.NotFound("no /proc");
+      throw new Deno.errors.NotCapable("Requires all access to /proc/self/limits");
     }),
-    FALLBACK_MAX_CONNECTIONS,
+    undefined,
   );
 });
