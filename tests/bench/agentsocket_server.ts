@@ -1,6 +1,6 @@
 /**
  * agentsocket as the benchmark runs it: the same `loadConfig()` → `buildServer()` →
- * `Deno.serve()` wiring as `main.ts`, plus two bench-only routes answered here, in front of the
+ * `keepListening()` wiring as `main.ts`, plus two bench-only routes answered here, in front of the
  * server, to loopback clients only: `/__bench/gc` (a forced full GC, then memory figures; needs
  * `--v8-flags=--expose-gc`) and `/__bench/stats`. No production file knows about them.
  *
@@ -14,6 +14,7 @@ import { createLogger } from "../../src/_util/log.ts";
 import { MemoryEngine } from "../../src/bus/memory_engine.ts";
 import { loadConfig } from "../../src/config/mod.ts";
 import { buildServer } from "../../src/server/build_server.ts";
+import { keepListening } from "../../src/server/keep_listening.ts";
 import { BENCH_ROUTES, collectAll, heapSpaces } from "./_load_protocol.ts";
 import type { BenchStats, GcFunction } from "./_load_protocol.ts";
 
@@ -40,8 +41,15 @@ async function main(): Promise<number> {
   };
 
   const shutdown = new AbortController();
-  const http = Deno.serve(
-    { hostname: config.host, port: config.port, signal: shutdown.signal, onListen: () => {} },
+  const listening = Promise.withResolvers<void>();
+  const http = keepListening(
+    {
+      hostname: config.host,
+      port: config.port,
+      signal: shutdown.signal,
+      log,
+      onListen: () => listening.resolve(),
+    },
     (request, info) => {
       const host = info.remoteAddr.hostname;
       if (host === "127.0.0.1" || host === "::1") {
@@ -52,16 +60,17 @@ async function main(): Promise<number> {
       return server.fetch(request, info);
     },
   );
+  await Promise.race([listening.promise, http]);
   const stopped = Promise.withResolvers<void>();
   for (const signal of ["SIGTERM", "SIGINT"] as const) {
     Deno.addSignalListener(signal, () => stopped.resolve());
   }
   await Promise.race([server.start(), server.fatal]);
-  await Promise.race([stopped.promise, http.finished, server.fatal]);
+  await Promise.race([stopped.promise, server.fatal]);
   // The bench closes its clients first; whatever is left is closed 1012 by close().
   shutdown.abort();
   await server.close();
-  await http.finished;
+  await http;
   return 0;
 }
 
