@@ -726,7 +726,17 @@ function positive(field: string, value: number): number {
   return value;
 }
 
+/**
+ * A fresh epoch candidate for a script that may have to name a new epoch. Unique without a
+ * random draw per call (one was 5% of a publish's cost): 12 random bytes per process, then a
+ * counter.
+ */
 function randomEpoch(): string {
-  const bytes = crypto.getRandomValues(new Uint8Array(12));
-  return "r" + btoa(String.fromCharCode(...bytes)).replaceAll("+", "-").replaceAll("/", "_");
+  return `${EPOCH_PREFIX}${(epochCounter++).toString(36)}`;
 }
+
+const EPOCH_PREFIX = "r" +
+  btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(12))))
+    .replaceAll("+", "-").replaceAll("/", "_") +
+  ".";
+let epochCounter = 0;
