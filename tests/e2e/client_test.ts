@@ -567,3 +567,32 @@ function unusedPort(): number {
   listener.close();
   return port;
 }
+
+Deno.test("a close with 4400, 1008 or 1009 stops the client for good, with the code", async (t) => {
+  for (const code of [4400, 1008, 1009]) {
+    await t.step(String(code), async () => {
+      let upgrades = 0;
+      // A server that closes every connection with `code` as soon as it says hello.
+      const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (request) => {
+        upgrades++;
+        const { socket, response } = Deno.upgradeWebSocket(request);
+        socket.onmessage = () => socket.close(code, "refused");
+        return response;
+      });
+      try {
+        const client = clientFor(`ws://127.0.0.1:${server.addr.port}/ws`, { token: "any" });
+        const closed = nextEvent(client, "state", ({ to }) => to === "closed");
+        await assert.rejects(() => client.ready, (error: ClientClosedError) => {
+          assert.equal(error.code, code);
+          return true;
+        });
+        await closed;
+        assert.equal(client.state, "closed");
+        assert.equal(upgrades, 1, "no reconnect after a terminal close");
+        await client.close();
+      } finally {
+        await server.shutdown();
+      }
+    });
+  }
+});
