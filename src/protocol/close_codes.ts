@@ -32,6 +32,47 @@ export const CloseCode = {
 /** One of the {@link CloseCode} values. */
 export type CloseCode = typeof CloseCode[keyof typeof CloseCode];
 
+/**
+ * What a client does when its connection closes:
+ * - `resume`: reconnect at once (elsewhere, when behind a load balancer) and resume;
+ * - `backoff`: reconnect after a growing, jittered delay, and resume;
+ * - `reauth`: get a fresh token, then reconnect and resume (a second refusal in a row stops);
+ * - `stop`: do not reconnect; retrying cannot help (a client bug or a refusal by policy).
+ */
+export type CloseAction = "resume" | "backoff" | "reauth" | "stop";
+
+/**
+ * What a client does about each code the server sends: the server's closes and the client's
+ * reconnect decision both read it, so a new code is one edit here
+ * (`docs/protocol.md#close-codes`).
+ */
+export const CLOSE_POLICY = {
+  [CloseCode.Normal]: "stop", // the server never ends a session with 1000 on its own
+  [CloseCode.PolicyViolation]: "stop", // repeated abuse: a retry would be refused again
+  [CloseCode.MessageTooBig]: "stop", // a client bug: the same frame would be too big again
+  [CloseCode.InternalError]: "backoff", // a genuine fault: try again later
+  [CloseCode.ServiceRestart]: "resume", // draining: reconnect (elsewhere) and resume
+  [CloseCode.TryAgainLater]: "backoff", // dependencies not ready, or overloaded
+  [CloseCode.BadHello]: "stop", // a client bug
+  [CloseCode.Unauthorized]: "reauth", // a fresh token, then resume
+  [CloseCode.HelloTimeout]: "backoff", // the client was too slow to say hello
+  [CloseCode.TooManyRequests]: "backoff", // too many connections for the user
+} as const satisfies Record<CloseCode, CloseAction>;
+
+/**
+ * The action for any close code a client sees: the server's codes by {@link CLOSE_POLICY};
+ * anything else (1006 for a cut connection, 1001 for a page going away, a proxy's code) is
+ * treated as a lost connection, `backoff`.
+ */
+export function closeActionFor(code: number): CloseAction {
+  return isCloseCode(code) ? CLOSE_POLICY[code] : "backoff";
+}
+
+/** Whether `code` is one of the codes the server sends. */
+export function isCloseCode(code: number): code is CloseCode {
+  return Object.hasOwn(CLOSE_POLICY, code);
+}
+
 /** RFC 6455 allows at most 123 bytes of close reason. */
 const MAX_REASON_BYTES = 123;
 
@@ -39,6 +80,10 @@ const MAX_REASON_BYTES = 123;
 export class ConnectionCloseError extends Error {
   /** The close code to send. */
   readonly code: CloseCode;
+  /**
+   * @param code The close code to send.
+   * @param reason Why, for people; cut to 123 bytes when sent.
+   */
   constructor(code: CloseCode, reason: string, options?: ErrorOptions) {
     super(reason, options);
     this.name = "ConnectionCloseError";

@@ -62,27 +62,6 @@ export type ClientFrame = HelloFrame | ChatFrame | CancelFrame | RefreshFrame | 
 
 // Server -> Client
 
-/** Names of the run events the server emits (clients ignore names they do not know). */
-export const EVENT_NAMES = [
-  "agent_started",
-  "agent_thinking",
-  "tool_executing",
-  "tool_completed",
-  "agent_completed",
-  "agent_failed",
-  "agent_cancelled",
-] as const;
-
-/** A run event name. */
-export type EventName = typeof EVENT_NAMES[number];
-
-/** The names that end a run; exactly one of them is a run's last event. */
-export const TERMINAL_EVENT_NAMES: ReadonlySet<string> = new Set([
-  "agent_completed",
-  "agent_failed",
-  "agent_cancelled",
-]);
-
 /** A run of the user that is still in flight when `ready` is sent. */
 export interface ActiveRun {
   readonly runId: string;
@@ -114,7 +93,10 @@ export interface AckFrame {
   readonly status?: RunStatus;
 }
 
-/** `event`: one run event, in per-user `seq` order. */
+/**
+ * `event`: one run event, in per-user `seq` order, as it arrives on the wire (any name: clients
+ * ignore names they do not know). `RunEvent` (events.ts) is the same frame typed by its name.
+ */
 export interface EventFrame {
   readonly type: "event";
   readonly seq: number;
@@ -137,6 +119,8 @@ export const ERROR_CODES = [
   "unavailable",
   "draining",
   "rate_limited",
+  "too_many_runs",
+  "already_resolved",
 ] as const;
 
 /** An `error` frame code. */
