@@ -72,6 +72,8 @@ export interface CatchUp {
 /** A range read for gap backfill. */
 export interface EventRange {
   readonly epoch: string;
+  /** The user's latest seq at the time of the read (0 when none). */
+  readonly seq: number;
   /** Events with `seq > after`, in order, up to the head at the time of the read. */
   readonly events: readonly UserEvent[];
   /** False when events right after `after` are no longer retained (a gap that cannot be filled). */

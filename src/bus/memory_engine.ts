@@ -284,10 +284,11 @@ export class MemoryEngine implements EventEngine {
       this.#trim(user, now);
       const from = Math.max(0, Math.floor(after)) + 1;
       if (from > user.seq) {
-        return Promise.resolve({ epoch: user.epoch, events: [], complete: true });
+        return Promise.resolve({ epoch: user.epoch, seq: user.seq, events: [], complete: true });
       }
       return Promise.resolve({
         epoch: user.epoch,
+        seq: user.seq,
         events: user.eventsFrom(from),
         complete: user.firstSeq <= from,
       });

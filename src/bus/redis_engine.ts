@@ -365,7 +365,7 @@ export class RedisEngine implements EventEngine {
 
   async readAfter(userId: string, after: number): Promise<EventRange> {
     const range = await this.#readRange(userId, after);
-    return { epoch: range.epoch, events: range.events, complete: range.complete };
+    return range;
   }
 
   async runSeqs(userId: string, runIds: readonly string[]): Promise<Map<string, RunSeqs>> {
