@@ -442,8 +442,18 @@ export function engineConformance(options: EngineConformanceOptions): void {
     assert.deepEqual(range.events[2], { seq: 4, ...newEvent("r1") });
     assert.equal(range.complete, true);
     assert.equal(range.epoch, epoch);
-    assert.deepEqual(await engine.readAfter(user, 4), { epoch, events: [], complete: true });
-    assert.deepEqual(await engine.readAfter(user, 9), { epoch, events: [], complete: true });
+    assert.deepEqual(await engine.readAfter(user, 4), {
+      epoch,
+      seq: 4,
+      events: [],
+      complete: true,
+    });
+    assert.deepEqual(await engine.readAfter(user, 9), {
+      epoch,
+      seq: 4,
+      events: [],
+      complete: true,
+    });
   });
 
   test(
