@@ -78,6 +78,11 @@ export interface ReadyFrame {
   readonly seq: number;
   readonly resumed: boolean;
   readonly activeRuns: readonly ActiveRun[];
+  /**
+   * The largest frame, in UTF-8 bytes, the server accepts from this client (a larger one
+   * closes 1009). Absent from older servers: assume 65536.
+   */
+  readonly maxFrameBytes?: number;
 }
 
 /** Final status of a run, or `running` while in flight. */
