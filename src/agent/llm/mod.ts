@@ -1,0 +1,7 @@
+/**
+ * The model-backed agent (`AGENT=llm`): a real language model answers through the AI SDK,
+ * streaming, with the thread's history as context and the run's tools.
+ *
+ * @module
+ */
+export * from "./llm_settings.ts";
