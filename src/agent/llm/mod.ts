@@ -5,3 +5,6 @@
  * @module
  */
 export * from "./llm_settings.ts";
+export * from "./build_context.ts";
+export * from "./model_failure.ts";
+export * from "./idle_watch.ts";
