@@ -8,3 +8,4 @@ export * from "./llm_settings.ts";
 export * from "./build_context.ts";
 export * from "./model_failure.ts";
 export * from "./idle_watch.ts";
+export * from "./llm_agent.ts";
