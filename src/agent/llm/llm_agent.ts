@@ -35,6 +35,8 @@ export interface LlmAgentOptions {
   readonly wait?: (ms: number, signal: AbortSignal) => Promise<void>;
   /** Where retries and SDK warnings are logged (never with the key). */
   readonly log?: Logger;
+  /** Load the AI SDK now rather than at the first run. @default true */
+  readonly preload?: boolean;
 }
 
 /**
@@ -85,6 +87,8 @@ interface CallInput {
 }
 
 class LlmAgent implements Agent {
+  /** The provider label of the metrics. */
+  readonly provider: string;
   readonly #settings: LlmSettings;
   readonly #clock: Clock;
   readonly #fetch: typeof fetch;
@@ -102,6 +106,10 @@ class LlmAgent implements Agent {
     this.#wait = options.wait ?? ((ms, signal) => delay(this.#clock, ms, { signal }));
     this.#log = options.log;
     this.#secrets = settings.apiKey === undefined ? [] : [settings.apiKey];
+    this.provider = settings.provider;
+    // Loading the SDK takes a while (0.4 s on a busy machine): start now, not at the first
+    // run, so the first reply is not late. A failed load is tried again by that run.
+    if (options.preload ?? true) void this.#loadSdk();
   }
 
   async *run(request: AgentRequest): AsyncGenerator<AgentStep> {

@@ -152,7 +152,9 @@ Deno.test("LlmAgent.run() streams text in many small chunks and yields the call'
       cachedTokens: 100,
     }),
   );
-  const steps = await collect(createLlmAgent(settings(server)).run(request()));
+  const agent = createLlmAgent(settings(server));
+  assert.equal(agent.provider, "openai-compatible");
+  const steps = await collect(agent.run(request()));
   assert.equal(steps[0].kind, "model_call");
   assert.deepEqual(
     steps.filter((s) => s.kind === "text").map((s) => s.kind === "text" && s.text),

@@ -44,7 +44,9 @@ Deno.test("createLlmAgent() with provider openai streams Chat Completions with u
     systemPrompt: "Be kind.",
     ...LIMITS,
   };
-  const steps = await collect(createLlmAgent(settings).run(request()));
+  const agent = createLlmAgent(settings);
+  assert.equal(agent.provider, "openai");
+  const steps = await collect(agent.run(request()));
   assert.deepEqual(steps, [
     { kind: "model_call" },
     { kind: "text", text: "Hi" },
