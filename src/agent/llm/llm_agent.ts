@@ -105,7 +105,7 @@ class LlmAgent implements Agent {
     this.#retryBaseDelayMs = options.retryBaseDelayMs ?? 1_000;
     this.#wait = options.wait ?? ((ms, signal) => delay(this.#clock, ms, { signal }));
     this.#log = options.log;
-    this.#secrets = settings.apiKey === undefined ? [] : [settings.apiKey];
+    this.#secrets = secretsOf(settings);
     this.provider = settings.provider;
     // Loading the SDK takes a while (0.4 s on a busy machine): start now, not at the first
     // run, so the first reply is not late. A failed load is tried again by that run.
@@ -321,7 +321,7 @@ async function loadSdk(settings: LlmSettings, log: Logger | undefined): Promise<
   // The SDK prints warnings to the console unless told otherwise: log them as one line each.
   global.AI_SDK_LOG_WARNINGS ??= log === undefined ? false : (options: unknown) => {
     log.warn("model provider warning", {
-      warnings: cleanMessage(JSON.stringify(options), settings.apiKey ? [settings.apiKey] : []),
+      warnings: cleanMessage(JSON.stringify(options), secretsOf(settings)),
     });
   };
   const { baseUrl, apiKey } = settings;
@@ -357,6 +357,16 @@ async function loadSdk(settings: LlmSettings, log: Logger | undefined): Promise<
       };
     }
   }
+}
+
+/** What no message may hold: the key, and a password in the base URL. */
+function secretsOf(settings: LlmSettings): string[] {
+  const secrets = settings.apiKey === undefined ? [] : [settings.apiKey];
+  if (settings.baseUrl !== undefined && URL.canParse(settings.baseUrl)) {
+    const { password } = new URL(settings.baseUrl);
+    if (password !== "") secrets.push(password, decodeURIComponent(password));
+  }
+  return secrets;
 }
 
 /** The run's tools as the SDK declares them to the model; the SDK never runs them. */

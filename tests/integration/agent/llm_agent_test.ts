@@ -607,3 +607,19 @@ Deno.test("LlmAgent.run() ends the request when its consumer stops reading", asy
   await within(server.requests[0].aborted);
   gate.release();
 });
+
+Deno.test("LlmAgent.run() keeps a password of the base URL out of failure messages", async () => {
+  await using server = startFakeOpenAiServer();
+  const password = "hunter2-base-url";
+  server.reply(httpError(403, {
+    body: JSON.stringify({ error: { message: `user proxy:${password} may not use this model` } }),
+  }));
+  const baseUrl = server.baseUrl.replace("http://", `http://proxy:${password}@`);
+  const steps = await collect(
+    createLlmAgent({ ...settings(server), baseUrl, apiKey: undefined }).run(request()),
+  );
+  const last = steps.at(-1);
+  assert.equal(last?.kind === "failed" && last.code, "provider_rejected");
+  assert.ok(last?.kind === "failed" && !last.message.includes(password), JSON.stringify(last));
+  assert.match(last?.kind === "failed" ? last.message : "", /proxy:\[redacted\]/);
+});
