@@ -18,6 +18,7 @@ import type { Logger } from "../_util/log.ts";
 import type { EventEngine, NewEvent, PublishResult } from "../bus/event_engine.ts";
 import type { CancelOutcome, ChatOutcome, Principal, RunService } from "../connection/ports.ts";
 import type { ChatFrame, RunStatus } from "../protocol/mod.ts";
+import { INTERRUPTED_ERROR } from "../store/chat_store.ts";
 import type { ChatStore, RunOutcome, RunRecord } from "../store/chat_store.ts";
 import type { Agent, AgentStep } from "./agent.ts";
 
@@ -165,6 +166,8 @@ export class RunOrchestrator implements RunService {
         return refuse("not_found", "Thread not found");
       case "thread_busy":
         return refuse("thread_busy", "A run is already in flight on this thread");
+      case "too_many_runs":
+        return refuse("too_many_runs", "Too many runs in flight; wait for one to end");
     }
     const run = result.run;
     let published: PublishResult;
@@ -335,21 +338,22 @@ export class RunOrchestrator implements RunService {
       if (openTool) {
         events.push(this.#toolAborted(run, openTool, "cancelled", "The run was cancelled"));
       }
-      outcome = { status: "cancelled" };
+      outcome = { status: "cancelled", reply: reply ?? "" };
     } else if (local.stopReason === "shutdown") {
       if (openTool) {
         events.push(this.#toolAborted(run, openTool, "shutdown", SHUTDOWN_ERROR.message));
       }
-      outcome = { status: "failed", error: SHUTDOWN_ERROR };
+      outcome = { status: "failed", error: SHUTDOWN_ERROR, reply: reply ?? "" };
     } else if (failure) {
       if (openTool) events.push(this.#toolAborted(run, openTool, failure.code, failure.message));
-      outcome = { status: "failed", error: failure };
+      outcome = { status: "failed", error: failure, reply: reply ?? "" };
     } else if (reply !== undefined) {
       outcome = { status: "completed", reply };
     } else {
       outcome = {
         status: "failed",
         error: { code: "agent_error", message: "The agent stopped without a reply" },
+        reply: "",
       };
     }
     events.push(this.#event(run, terminalName(outcome), terminalData(outcome)));
@@ -458,16 +462,16 @@ export class RunOrchestrator implements RunService {
       }
       for (const run of orphans) {
         if (this.#endings.has(run.id)) continue;
+        const { events, outcome } = await this.#orphanEnding(run);
+        // A still running one is ended here (finishRun, exactly once); onRunEnded then.
         const ending: Ending = {
           userId: run.userId,
           runId: run.id,
           threadId: run.threadId,
-          events: await this.#orphanEvents(run),
+          events,
+          ...(run.status === "running" ? { outcome } : {}),
         };
         this.#o.log.info("ending an orphaned run", { runId: run.id, status: run.status });
-        if (run.status === "failed" && run.error?.code === "interrupted") {
-          this.#o.observer?.onRunEnded?.("failed");
-        }
         this.#endings.set(run.id, ending);
         await this.#advance(ending);
       }
@@ -476,9 +480,13 @@ export class RunOrchestrator implements RunService {
     }
   }
 
-  /** The events that end a run its owner left behind: close an open tool call, then the end. */
-  async #orphanEvents(run: RunRecord): Promise<NewEvent[]> {
+  /**
+   * How a run its owner left behind ends: close an open tool call, then the end; a run still
+   * running fails `interrupted` with the reply rebuilt from its `agent_delta` events.
+   */
+  async #orphanEnding(run: RunRecord): Promise<{ events: NewEvent[]; outcome: RunOutcome }> {
     const events: NewEvent[] = [];
+    let rebuilt = "";
     if (run.startSeq === null) {
       events.push(this.#event(run, "agent_started", { chatId: run.chatId, text: run.text }));
     } else {
@@ -487,11 +495,12 @@ export class RunOrchestrator implements RunService {
         const open = new Map<string, string>();
         for (const event of range.events) {
           if (event.runId !== run.id) continue;
+          if (event.name === "agent_delta") rebuilt += String(event.data.text ?? "");
           const id = String(event.data.toolCallId ?? "");
           if (event.name === "tool_executing") open.set(id, String(event.data.tool ?? ""));
           if (event.name === "tool_completed") open.delete(id);
         }
-        const code = run.error?.code ?? "interrupted";
+        const code = run.error?.code ?? INTERRUPTED_ERROR.code;
         const message = run.error?.message ?? "The run ended before the tool finished";
         for (const [toolCallId, tool] of open) {
           events.push(this.#toolAborted(run, { toolCallId, tool }, code, message));
@@ -503,13 +512,12 @@ export class RunOrchestrator implements RunService {
     const outcome: RunOutcome = run.status === "completed"
       ? { status: "completed", reply: run.reply ?? "" }
       : run.status === "cancelled"
-      ? { status: "cancelled" }
-      : {
-        status: "failed",
-        error: run.error ?? { code: "interrupted", message: "The run was interrupted" },
-      };
+      ? { status: "cancelled", reply: run.reply ?? "" }
+      : run.status === "failed"
+      ? { status: "failed", error: run.error ?? INTERRUPTED_ERROR, reply: run.reply ?? "" }
+      : { status: "failed", error: INTERRUPTED_ERROR, reply: rebuilt };
     events.push(this.#event(run, terminalName(outcome), terminalData(outcome)));
-    return events;
+    return { events, outcome };
   }
 
   // ---- helpers ------------------------------------------------------------------------------
@@ -527,6 +535,7 @@ export class RunOrchestrator implements RunService {
         outcome: {
           status: "failed",
           error: { code: "unavailable", message: "The event engine was unavailable" },
+          reply: "",
         },
         events: [],
       };
