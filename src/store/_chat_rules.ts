@@ -7,7 +7,7 @@
 import type { Usage } from "../protocol/mod.ts";
 import { MAX_THREAD_TITLE_LENGTH } from "./chat_store.ts";
 
-/** How long a chat id is remembered by default: 24 h (SPEC §1). */
+/** How long a chat id is remembered by default: 24 h, the protocol's promise to clients. */
 export const DEFAULT_CHAT_ID_TTL_SECONDS = 24 * 60 * 60;
 
 /** Longest title a new thread takes from its first message, in characters (code points). */

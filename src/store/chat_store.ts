@@ -7,7 +7,7 @@
  */
 import type { HistoryMessage, RunStatus, ThreadSummary, Usage } from "../protocol/mod.ts";
 
-/** A thread as listed by `GET /api/threads` (the wire shape, SPEC §2). */
+/** A thread as listed by `GET /api/threads` (the wire shape). */
 export type ThreadRecord = ThreadSummary;
 
 /**

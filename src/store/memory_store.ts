@@ -121,7 +121,7 @@ interface UserState {
 }
 
 /**
- * A {@link ChatStore} in process memory: the embedded default for development (SPEC §1).
+ * A {@link ChatStore} in process memory: the embedded default for development.
  * Every method decides synchronously before its promise settles, so each call is atomic.
  * Bounded: per-user threads, per-thread messages, and idle users are swept by a timer on the
  * injected clock, which {@link MemoryStore.close} cancels.

@@ -1,5 +1,5 @@
 /**
- * Schema migrations for the PostgreSQL store (SPEC §5): the SQL files in `./migrations/`,
+ * Schema migrations for the PostgreSQL store: the SQL files in `./migrations/`,
  * applied in name order, each in its own transaction that first takes a transaction-level
  * advisory lock, so instances starting together apply each file exactly once.
  *

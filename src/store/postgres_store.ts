@@ -1,5 +1,5 @@
 /**
- * The PostgreSQL {@link ChatStore} (SPEC §5): threads, messages, runs and chat ids persist and
+ * The PostgreSQL {@link ChatStore}: threads, messages, runs and chat ids persist and
  * are shared by every instance.
  *
  * @module
@@ -41,7 +41,7 @@ export interface PostgresStoreOptions {
   /**
    * Paces the sweep of expired chat ids, and nothing else: every stored time (timestamps,
    * leases, chat id expiry) comes from the database's clock, so instances whose clocks
-   * disagree still agree on when a lease ends (SPEC §7).
+   * disagree still agree on when a lease ends.
    */
   readonly clock?: Clock;
   /** Where migrations and the first outage are logged. */
@@ -135,7 +135,8 @@ class Rollback {
 /**
  * A {@link ChatStore} on PostgreSQL.
  *
- * Construction never connects, so the server starts while PostgreSQL is down (SPEC §7).
+ * Construction never connects, so the server starts (and reports not ready) while PostgreSQL
+ * is down.
  * The first call that reaches PostgreSQL — normally the readiness probe's {@link ping} —
  * applies the migrations first (see `migrate.ts`); until both succeed every call rejects with
  * `DependencyUnavailableError`. A migration that fails for another reason (a SQL error) is
@@ -150,7 +151,7 @@ class Rollback {
  *
  * Time comes from the database, never from the instance: timestamps are the transaction's
  * `now()`, and leases and chat id expiry are written and compared on the database's clock,
- * so instances whose clocks disagree cannot end each other's healthy runs (SPEC §7). Order
+ * so instances whose clocks disagree cannot end each other's healthy runs. Order
  * comes from identity columns the database assigns, never from timestamps.
  *
  * @example Connect and record a chat
@@ -725,7 +726,7 @@ function millis(sql: postgres.ISql, ms: number): postgres.Fragment {
 /**
  * A lease that ends `ms` from now on the DATABASE's clock: every instance compares leases
  * with that one clock, so a skewed instance clock can neither shorten another's live lease
- * nor end its healthy run (SPEC §7). From the start of the statement that writes it rather
+ * nor end its healthy run. From the start of the statement that writes it rather
  * than of its transaction (`now()`), so a chat that waited on a lock earlier in its
  * transaction still gets its whole lease; one value for every row the statement writes.
  */

@@ -1,6 +1,6 @@
 /**
  * The {@link ChatStore} contract as one suite, registered once per implementation so the
- * memory and PostgreSQL stores cannot drift apart (SPEC §2, §3, §5, §7).
+ * memory and PostgreSQL stores cannot drift apart.
  *
  * @module
  */

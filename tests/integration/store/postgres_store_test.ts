@@ -168,7 +168,7 @@ Deno.test("PostgresStore.connect() resolves with a migrated store", async () => 
   assert.equal((await chat(store, "alice", "c1")).kind, "started");
 });
 
-// Availability (SPEC §7)
+// Availability: down at start, lost mid-flight, back again
 
 Deno.test("PostgresStore.ping() fails while PostgreSQL is down and recovers when it is back", async () => {
   await using db = await createTestDatabase();
@@ -392,7 +392,7 @@ Deno.test("PostgresStore.beginChat() starts exactly maxActiveRuns of many chats 
   }
 });
 
-// Time: the database's clock decides (SPEC §7)
+// Time: the database's clock decides, never an instance's
 
 Deno.test("PostgresStore keeps a live lease live whatever the instances' clocks say", async () => {
   await using db = await createTestDatabase();
