@@ -4,6 +4,7 @@
  *
  * @module
  */
+import type { RunStatus } from "./frames.ts";
 
 /** One thread of the caller, from `GET /api/threads`. */
 export interface ThreadSummary {
@@ -26,6 +27,8 @@ export interface HistoryMessage {
    */
   readonly seq: number | null;
   readonly createdAt: string;
+  /** The status of the message's run. */
+  readonly runStatus?: RunStatus;
 }
 
 /** The body of `GET /api/threads`: newest first; `nextCursor` only when an older page exists. */

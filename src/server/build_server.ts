@@ -10,9 +10,10 @@ import type { Clock } from "../_util/clock.ts";
 import { delay } from "../_util/clock.ts";
 import { createLogger } from "../_util/log.ts";
 import type { Logger } from "../_util/log.ts";
-import { DemoAgent } from "../agent/demo_agent.ts";
-import type { Agent } from "../agent/agent.ts";
-import { RunOrchestrator } from "../agent/run_orchestrator.ts";
+import { createDemoTools, DemoAgent } from "../agent/mod.ts";
+import type { Agent } from "../agent/mod.ts";
+import { RunOrchestrator } from "../runs/mod.ts";
+import { ToolRegistry } from "../tools/mod.ts";
 import { DevTokenIssuer, JwtVerifier, randomSecret } from "../auth/mod.ts";
 import type { VerificationKey } from "../auth/mod.ts";
 import type { EventEngine } from "../bus/mod.ts";
@@ -162,6 +163,7 @@ export async function buildServer(
       stepDelayMs: config.agent.stepDelayMs,
       thinkingSteps: config.agent.thinkingSteps,
     });
+  const tools = new ToolRegistry(createDemoTools({ clock, workMs: config.agent.stepDelayMs }));
   // Read only at render time, once everything below exists.
   const metrics: ServerMetrics = new ServerMetrics({
     openConnections: () => registry.size,
@@ -176,6 +178,7 @@ export async function buildServer(
     store,
     engine,
     agent,
+    tools,
     clock,
     log,
     instanceId: config.instanceId,
@@ -183,7 +186,7 @@ export async function buildServer(
     onDependencyFailure: (name) => readiness.reportFailure(name),
     observer: {
       onRunStarted: () => metrics.runsTotal.inc({ status: "started" }),
-      onRunEnded: (status) => metrics.runsTotal.inc({ status }),
+      onRunEnded: ({ status }) => metrics.runsTotal.inc({ status }),
     },
   });
 

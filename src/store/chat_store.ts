@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { HistoryMessage, RunStatus, ThreadSummary } from "../protocol/mod.ts";
+import type { HistoryMessage, RunStatus, ThreadSummary, Usage } from "../protocol/mod.ts";
 
 /** A thread as listed by `GET /api/threads` (the wire shape, SPEC §2). */
 export type ThreadRecord = ThreadSummary;
@@ -55,6 +55,8 @@ export interface BeginChatInput {
   readonly text: string;
   /** The instance that will drive the run. */
   readonly ownerInstance: string;
+  /** At most this many runs of the user in flight (0: no limit). @default 0 */
+  readonly maxActiveRuns?: number;
   /** How long the owner's lease lasts before another instance may end the run. */
   readonly leaseMs: number;
 }
@@ -73,13 +75,24 @@ export type BeginChatResult =
   }
   | { readonly kind: "idempotency_conflict" }
   | { readonly kind: "not_found" }
-  | { readonly kind: "thread_busy" };
+  | { readonly kind: "thread_busy" }
+  | { readonly kind: "too_many_runs" };
 
 /** How a run ended. */
 export type RunOutcome =
-  | { readonly status: "completed"; readonly reply: string }
-  | { readonly status: "failed"; readonly error: RunError }
-  | { readonly status: "cancelled" };
+  | {
+    readonly status: "completed";
+    readonly reply: string;
+    readonly usage?: Usage;
+    readonly finishReason?: string;
+  }
+  | {
+    readonly status: "failed";
+    readonly error: RunError;
+    readonly reply: string;
+    readonly usage?: Usage;
+  }
+  | { readonly status: "cancelled"; readonly reply: string; readonly usage?: Usage };
 
 /** One page of a listing; `nextCursor` is absent on the last page. */
 export interface Page<T> {

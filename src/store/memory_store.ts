@@ -294,7 +294,7 @@ export class MemoryStore implements ChatStore {
       if (run === undefined || run.status !== "running") return false;
       const now = this.#clock.now();
       this.#end(run, outcome.status, now, {
-        reply: outcome.status === "completed" ? outcome.reply : null,
+        reply: outcome.reply,
         error: outcome.status === "failed" ? { ...outcome.error } : null,
       });
       if (outcome.status === "completed") {

@@ -383,7 +383,7 @@ export class PostgresStore implements ChatStore {
   async finishRun(userId: string, runId: string, outcome: RunOutcome): Promise<boolean> {
     if (!isStorableId(userId, runId)) return false;
     return await this.#query(async (sql) => {
-      const reply = outcome.status === "completed" ? storableText(outcome.reply) : null;
+      const reply = storableText(outcome.reply);
       const error = outcome.status === "failed"
         ? { code: storableText(outcome.error.code), message: storableText(outcome.error.message) }
         : null;

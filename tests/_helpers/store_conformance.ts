@@ -168,7 +168,10 @@ export function registerChatStoreConformance(
 
   test("beginChat() starts a run on the user's existing thread and touches it", async ({ store, time }) => {
     const first = await chat(store, "alice", "c1");
-    assert.equal(await store.finishRun("alice", first.run.id, { status: "cancelled" }), true);
+    assert.equal(
+      await store.finishRun("alice", first.run.id, { status: "cancelled", reply: "" }),
+      true,
+    );
     const { finishedAt } = (await store.getRun("alice", first.run.id))!;
     await waitPast(time, finishedAt!); // so that the touch shows
     const [second, span] = await during(time, () =>
@@ -222,7 +225,7 @@ export function registerChatStoreConformance(
 
   test("beginChat() treats a repeat without threadId as the same chat", async ({ store }) => {
     const first = await chat(store, "alice", "c1");
-    await store.finishRun("alice", first.run.id, { status: "cancelled" });
+    await store.finishRun("alice", first.run.id, { status: "cancelled", reply: "" });
     const second = await chat(store, "alice", "c2", { threadId: first.run.threadId });
     const repeat = await chat(store, "alice", "c2");
     assert.deepEqual(repeat, {
@@ -235,7 +238,7 @@ export function registerChatStoreConformance(
 
   test("beginChat() returns idempotency_conflict for other text or another thread", async ({ store }) => {
     const first = await chat(store, "alice", "c1");
-    await store.finishRun("alice", first.run.id, { status: "cancelled" });
+    await store.finishRun("alice", first.run.id, { status: "cancelled", reply: "" });
     const other = await chat(store, "alice", "c2");
     assert.deepEqual(await chat(store, "alice", "c1", { text: "other text" }), {
       kind: "idempotency_conflict",
@@ -291,7 +294,7 @@ export function registerChatStoreConformance(
 
   test("beginChat() returns not_found for a missing thread or another user's", async ({ store }) => {
     const bobs = await chat(store, "bob", "c1");
-    await store.finishRun("bob", bobs.run.id, { status: "cancelled" });
+    await store.finishRun("bob", bobs.run.id, { status: "cancelled", reply: "" });
     assert.deepEqual(await chat(store, "alice", "c1", { threadId: "missing" }), {
       kind: "not_found",
     });
@@ -312,7 +315,7 @@ export function registerChatStoreConformance(
     const threadId = first.run.threadId;
     assert.deepEqual(await chat(store, "alice", "c2", { threadId }), { kind: "thread_busy" });
     // The refused id was not kept.
-    await store.finishRun("alice", first.run.id, { status: "failed", error: failure() });
+    await store.finishRun("alice", first.run.id, { status: "failed", error: failure(), reply: "" });
     const second = await chat(store, "alice", "c2", { threadId });
     assert.equal(second.kind, "started");
   });
@@ -338,7 +341,7 @@ export function registerChatStoreConformance(
 
   test("beginChat() starts exactly one run for concurrent chats on one thread", async ({ store }) => {
     const first = await chat(store, "alice", "c0");
-    await store.finishRun("alice", first.run.id, { status: "cancelled" });
+    await store.finishRun("alice", first.run.id, { status: "cancelled", reply: "" });
     const threadId = first.run.threadId;
     const results = await Promise.all(
       ["c1", "c2", "c3"].map((id) => chatResult(store, "alice", id, { threadId })),
@@ -405,7 +408,7 @@ export function registerChatStoreConformance(
     );
     assert.equal(finished, true);
     assert.equal(
-      await store.finishRun("alice", run.id, { status: "failed", error: failure() }),
+      await store.finishRun("alice", run.id, { status: "failed", error: failure(), reply: "" }),
       false,
     );
     const stored = await store.getRun("alice", run.id);
@@ -433,14 +436,17 @@ export function registerChatStoreConformance(
     const a = await chat(store, "alice", "c1");
     const b = await chat(store, "alice", "c2");
     assert.equal(
-      await store.finishRun("alice", a.run.id, { status: "failed", error: failure() }),
+      await store.finishRun("alice", a.run.id, { status: "failed", error: failure(), reply: "" }),
       true,
     );
-    assert.equal(await store.finishRun("alice", b.run.id, { status: "cancelled" }), true);
+    assert.equal(
+      await store.finishRun("alice", b.run.id, { status: "cancelled", reply: "" }),
+      true,
+    );
     const failed = await store.getRun("alice", a.run.id);
     assert.equal(failed?.status, "failed");
     assert.deepEqual(failed?.error, failure());
-    assert.equal(failed?.reply, null);
+    assert.equal(failed?.reply, "");
     const cancelled = await store.getRun("alice", b.run.id);
     assert.equal(cancelled?.status, "cancelled");
     assert.equal(cancelled?.error, null);
@@ -452,8 +458,11 @@ export function registerChatStoreConformance(
 
   test("finishRun() returns false for another user's run or a missing one", async ({ store }) => {
     const { run } = await chat(store, "alice", "c1");
-    assert.equal(await store.finishRun("bob", run.id, { status: "cancelled" }), false);
-    assert.equal(await store.finishRun("alice", "missing", { status: "cancelled" }), false);
+    assert.equal(await store.finishRun("bob", run.id, { status: "cancelled", reply: "" }), false);
+    assert.equal(
+      await store.finishRun("alice", "missing", { status: "cancelled", reply: "" }),
+      false,
+    );
     assert.equal((await store.getRun("alice", run.id))?.status, "running");
   });
 
@@ -461,7 +470,7 @@ export function registerChatStoreConformance(
     const { run } = await chat(store, "alice", "c1");
     const results = await Promise.all([
       store.finishRun("alice", run.id, { status: "completed", reply: "a" }),
-      store.finishRun("alice", run.id, { status: "cancelled" }),
+      store.finishRun("alice", run.id, { status: "cancelled", reply: "" }),
       store.finishRun("alice", run.id, { status: "completed", reply: "b" }),
     ]);
     assert.equal(results.filter(Boolean).length, 1);
@@ -614,7 +623,7 @@ export function registerChatStoreConformance(
     // The claimer now holds a fresh lease.
     assert.deepEqual(await store.claimOrphanedRuns("instance-c", LONG_LEASE_MS, 10), []);
     // Its owner can no longer finish it.
-    assert.equal(await store.finishRun("alice", run.id, { status: "cancelled" }), false);
+    assert.equal(await store.finishRun("alice", run.id, { status: "cancelled", reply: "" }), false);
     // The thread is free again.
     assert.equal(
       (await chat(store, "alice", "c2", { threadId: run.threadId })).kind,

@@ -265,7 +265,7 @@ Deno.test("PostgresStore.beginChat() starts one run for 20 concurrent chats on o
   const { store } = fixture;
   const first = await chat(store, "alice", "c0");
   assert.equal(first.kind, "started");
-  await store.finishRun("alice", first.run.id, { status: "cancelled" });
+  await store.finishRun("alice", first.run.id, { status: "cancelled", reply: "" });
   const results = await Promise.all(
     Array.from({ length: 20 }, (_, i) => chat(store, "alice", `c${i + 1}`, first.run.threadId)),
   );
@@ -303,7 +303,9 @@ Deno.test("PostgresStore.claimOrphanedRuns() hands each run to one of two stores
     assert.equal(result.kind, "started");
     runIds.push(result.run.id);
     // A third of them ended with the terminal event unpublished: claimable too.
-    if (i % 3 === 0) await a.finishRun(result.run.userId, result.run.id, { status: "cancelled" });
+    if (i % 3 === 0) {
+      await a.finishRun(result.run.userId, result.run.id, { status: "cancelled", reply: "" });
+    }
   }
   await using sql = admin(db.url);
   await sql`UPDATE runs SET lease_until = now()`; // as if their owner had died a lease ago
@@ -446,7 +448,7 @@ Deno.test("PostgresStore scopes every read to the user", async () => {
   assert.equal(await store.listMessages("bob", a.run.threadId, { limit: 50 }), null);
   assert.equal(await store.getRun("bob", a.run.id), null);
   assert.deepEqual(await chat(store, "bob", "c2", a.run.threadId), { kind: "not_found" });
-  assert.equal(await store.finishRun("bob", a.run.id, { status: "cancelled" }), false);
+  assert.equal(await store.finishRun("bob", a.run.id, { status: "cancelled", reply: "" }), false);
   await store.abandonChat("bob", a.run.id);
   assert.equal((await store.getRun("alice", a.run.id))?.reply, "secret");
 });
@@ -494,7 +496,7 @@ Deno.test("PostgresStore.beginChat() stores text PostgreSQL cannot hold and stil
   assert.equal(await store.getRun("alice", "r\0"), null);
   assert.equal(await store.listMessages("alice", "t\ud800", { limit: 5 }), null);
   assert.deepEqual(await store.listThreads("al\0ice", { limit: 5 }), { items: [] });
-  assert.equal(await store.finishRun("alice", "r\0", { status: "cancelled" }), false);
+  assert.equal(await store.finishRun("alice", "r\0", { status: "cancelled", reply: "" }), false);
   await store.renewLeases("i", ["r\0", first.run.id], LEASE_MS);
   await assert.rejects(() => store.beginChat({ ...input, chatId: "c\0" }), RangeError);
 });

@@ -38,7 +38,7 @@ Deno.test("MemoryStore.beginChat() drops the oldest idle thread beyond maxThread
   const idle1 = await started(store, "alice", "c1");
   await store.finishRun("alice", idle1.id, { status: "completed", reply: "r1" });
   const idle2 = await started(store, "alice", "c2");
-  await store.finishRun("alice", idle2.id, { status: "cancelled" });
+  await store.finishRun("alice", idle2.id, { status: "cancelled", reply: "" });
   const fourth = await started(store, "alice", "c3");
 
   const { items } = await store.listThreads("alice", { limit: 10 });
@@ -95,7 +95,7 @@ Deno.test("MemoryStore.beginChat() frees a chat id exactly chatIdTtlSeconds afte
   const clock = new ManualClock();
   await using store = new MemoryStore({ clock, chatIdTtlSeconds: 60 });
   const first = await started(store, "alice", "c0");
-  await store.finishRun("alice", first.id, { status: "cancelled" });
+  await store.finishRun("alice", first.id, { status: "cancelled", reply: "" });
   clock.advance(60_000 - 1);
   assert.equal((await begin(store, "alice", "c0")).kind, "duplicate");
   clock.advance(1);
@@ -109,7 +109,7 @@ Deno.test("MemoryStore() sweeps idle users without a running run until close()",
   await store.finishRun("alice", alice.id, { status: "completed", reply: "r" });
   const bob = await started(store, "bob", "c0"); // still running: kept however idle
   const carol = await started(store, "carol", "c0");
-  await store.finishRun("carol", carol.id, { status: "cancelled" });
+  await store.finishRun("carol", carol.id, { status: "cancelled", reply: "" });
 
   clock.advance(3_000_000);
   await store.listThreads("carol", { limit: 1 }); // a read counts as activity
