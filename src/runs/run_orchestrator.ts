@@ -27,6 +27,8 @@ export interface RunEndReport {
   readonly status: Exclude<RunStatus, "running">;
   /** The agent's provider label (`demo`, `openai-compatible`, ...). */
   readonly provider: string;
+  /** The failure code, for a failed run. */
+  readonly code?: string;
   readonly usage?: Usage;
   readonly userId: string;
   readonly threadId: string;
@@ -113,6 +115,7 @@ export class RunOrchestrator implements RunService {
       onInterrupted: (run) =>
         options.observer?.onRunEnded?.({
           status: "failed",
+          code: "interrupted",
           provider: this.#provider,
           userId: run.userId,
           threadId: run.threadId,
@@ -343,6 +346,7 @@ export class RunOrchestrator implements RunService {
   #reportEnd(ending: Ending, outcome: RunOutcome): void {
     this.#o.observer?.onRunEnded?.({
       status: outcome.status,
+      ...(outcome.status === "failed" ? { code: outcome.error.code } : {}),
       provider: this.#provider,
       usage: outcome.usage,
       userId: ending.userId,

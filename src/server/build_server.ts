@@ -186,7 +186,11 @@ export async function buildServer(
     onDependencyFailure: (name) => readiness.reportFailure(name),
     observer: {
       onRunStarted: () => metrics.runsTotal.inc({ status: "started" }),
-      onRunEnded: ({ status }) => metrics.runsTotal.inc({ status }),
+      onRunEnded: (report) => {
+        metrics.runsTotal.inc({ status: report.status });
+        metrics.recordRunEnd(report);
+      },
+      onFirstPiece: (ms) => metrics.firstPieceSeconds.observe(ms / 1000),
     },
   });
 
