@@ -11,16 +11,11 @@
 import type { Clock, Timer } from "../_util/clock.ts";
 import type { Logger } from "../_util/log.ts";
 import type { EventEngine, NewEvent, UserEvent } from "../bus/mod.ts";
+import { INTERRUPTED_ERROR } from "../store/mod.ts";
 import type { ChatStore, RunOutcome, RunRecord } from "../store/mod.ts";
 import type { Ending, RunEndings } from "./run_endings.ts";
 import type { EventStamper } from "./run_events.ts";
 import { terminalEvent } from "./run_driver.ts";
-
-/** The error of a run whose instance stopped (`docs/protocol.md#run-events`). */
-const INTERRUPTED_ERROR = {
-  code: "interrupted",
-  message: "The instance running this run stopped",
-} as const;
 
 /** Options of {@link LeaseKeeper}. */
 export interface LeaseKeeperOptions {
@@ -38,8 +33,6 @@ export interface LeaseKeeperOptions {
   readonly localRunIds: () => Iterable<string>;
   /** Told when a dependency failed. */
   readonly onDependencyFailure: (error: unknown, what: string) => void;
-  /** Told once for each run a claim ended as `interrupted` in the same step. */
-  readonly onInterrupted?: (run: RunRecord) => void;
 }
 
 /** Renews this instance's leases and reaps other instances' orphans, on timers. */
@@ -92,12 +85,12 @@ export class LeaseKeeper {
       }
       for (const run of orphans) {
         if (this.#o.endings.has(run.id)) continue;
+        const ending = await this.#orphanEnding(run);
+        // Without its log the reply so far cannot be rebuilt: leave the run; once this claim's
+        // lease lapses it is claimed again.
+        if (ending === undefined) continue;
         this.#o.log.info("ending an orphaned run", { runId: run.id, status: run.status });
-        // A claim that already stored the end counts it here; otherwise the ending does.
-        if (run.status === "failed" && run.error?.code === INTERRUPTED_ERROR.code) {
-          this.#o.onInterrupted?.(run);
-        }
-        await this.#o.endings.begin(await this.#orphanEnding(run));
+        await this.#o.endings.begin(ending);
       }
     } finally {
       this.#reaping = false;
@@ -109,7 +102,7 @@ export class LeaseKeeper {
    * the reply rebuilt from its pieces; an ended run whose terminal event never went out gets
    * that event. Open tool calls are completed first.
    */
-  async #orphanEnding(run: RunRecord): Promise<Ending> {
+  async #orphanEnding(run: RunRecord): Promise<Ending | undefined> {
     const { stamper } = this.#o;
     const events: NewEvent[] = [];
     let pieces = "";
@@ -120,8 +113,9 @@ export class LeaseKeeper {
       }));
     } else {
       const log = await this.#runEvents(run);
+      if (log === undefined) return undefined;
       const error = run.status === "running" ? INTERRUPTED_ERROR : run.error ?? INTERRUPTED_ERROR;
-      for (const [toolCallId, tool] of openToolCalls(log ?? [])) {
+      for (const [toolCallId, tool] of openToolCalls(log)) {
         events.push(stamper.event(run, {
           name: "tool_completed",
           data: {
@@ -131,7 +125,7 @@ export class LeaseKeeper {
           },
         }));
       }
-      for (const event of log ?? []) {
+      for (const event of log) {
         if (event.name === "agent_delta") pieces += String(event.data.text ?? "");
       }
     }

@@ -35,7 +35,7 @@ export interface LocalRun {
 export interface RunDriverDeps {
   readonly agent: Agent;
   readonly tools: ToolRegistry;
-  readonly store: Pick<ChatStore, "listMessages">;
+  readonly store: Pick<ChatStore, "threadHistory">;
   readonly engine: Pick<EventEngine, "publish">;
   readonly clock: Clock;
   readonly log: Logger;
@@ -136,18 +136,11 @@ export async function driveRun(local: LocalRun, deps: RunDriverDeps): Promise<En
 /** The thread's earlier turns as text, oldest first; undefined when the store failed. */
 async function loadHistory(run: RunRecord, deps: RunDriverDeps): Promise<Turn[] | undefined> {
   try {
-    const page = await deps.store.listMessages(run.userId, run.threadId, {
-      limit: deps.historyMessages + 1,
+    const turns = await deps.store.threadHistory(run.userId, run.threadId, {
+      beforeRunId: run.id,
+      limit: deps.historyMessages,
     });
-    if (page === null) return [];
-    return page.items
-      .filter((message) => message.runId !== run.id)
-      .slice(-deps.historyMessages)
-      .map((message) => ({
-        role: message.role,
-        text: message.text,
-        runStatus: message.runStatus ?? "completed",
-      }));
+    return turns ?? [];
   } catch (error) {
     deps.onDependencyFailure(error, "could not read a thread's history");
     return undefined;
@@ -305,10 +298,12 @@ function closingError(local: LocalRun, outcome: RunOutcome): ErrorInfo {
     return { code: "cancelled", message: "The run was cancelled" };
   }
   if (local.stopReason === "shutdown") return SHUTDOWN_ERROR;
-  if (outcome.status === "failed") {
-    return { code: outcome.error.code, message: outcome.error.message };
-  }
-  return { code: "agent_error", message: "The agent ended the run before the call completed" };
+  return {
+    code: "run_ended",
+    message: outcome.status === "failed"
+      ? `The run failed (${outcome.error.code}) before the call completed`
+      : "The run ended before the call completed",
+  };
 }
 
 function toolClosed(

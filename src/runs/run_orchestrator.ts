@@ -112,15 +112,6 @@ export class RunOrchestrator implements RunService {
       leaseMs: this.#leaseMs,
       localRunIds: () => this.#local.keys(),
       onDependencyFailure,
-      onInterrupted: (run) =>
-        options.observer?.onRunEnded?.({
-          status: "failed",
-          code: "interrupted",
-          provider: this.#provider,
-          userId: run.userId,
-          threadId: run.threadId,
-          runId: run.id,
-        }),
     });
   }
 

@@ -259,6 +259,9 @@ export async function buildServer(
   const page = await loadPage();
   const app = createApp({
     store,
+    // TODO(#11): the orchestrator's delete, which cancels a run in flight and purges the
+    // thread's events from the engine, replaces this store-only delete.
+    threads: { delete: (userId, threadId) => store.deleteThread(userId, threadId) },
     engine,
     verifier,
     devTokens,

@@ -86,9 +86,16 @@ Deno.test("MemoryStore.claimOrphanedRuns() claims a run the moment its lease end
   assert.deepEqual(await store.claimOrphanedRuns("i2", LEASE_MS, 10), []);
   clock.advance(1);
   const claimed = await store.claimOrphanedRuns("i2", LEASE_MS, 10);
-  assert.deepEqual(claimed.map((r) => [r.id, r.status, r.finishedAt]), [
-    [run.id, "failed", new Date(clock.now()).toISOString()],
-  ]);
+  assert.deepEqual(claimed.map((r) => [r.id, r.status, r.ownerInstance]), [[
+    run.id,
+    "running",
+    "i2",
+  ]]);
+  // The claimer's lease is as exact.
+  clock.advance(LEASE_MS - 1);
+  assert.deepEqual(await store.claimOrphanedRuns("i3", LEASE_MS, 10), []);
+  clock.advance(1);
+  assert.deepEqual((await store.claimOrphanedRuns("i3", LEASE_MS, 10)).map((r) => r.id), [run.id]);
 });
 
 Deno.test("MemoryStore.beginChat() frees a chat id exactly chatIdTtlSeconds after its use", async () => {
