@@ -12,6 +12,7 @@ import { createLogger } from "../_util/log.ts";
 import type { Logger } from "../_util/log.ts";
 import { createDemoTools, DemoAgent } from "../agent/mod.ts";
 import type { Agent } from "../agent/mod.ts";
+import { createLlmAgent } from "../agent/llm/mod.ts";
 import { RunOrchestrator } from "../runs/mod.ts";
 import { ToolRegistry } from "../tools/mod.ts";
 import { DevTokenIssuer, JwtVerifier, randomSecret } from "../auth/mod.ts";
@@ -158,11 +159,13 @@ export async function buildServer(
   });
 
   const agent = options.agent ??
-    new DemoAgent({
-      clock,
-      stepDelayMs: config.agent.stepDelayMs,
-      thinkingSteps: config.agent.thinkingSteps,
-    });
+    (config.llm.agent === "llm" && config.llm.settings
+      ? createLlmAgent(config.llm.settings, { clock, log })
+      : new DemoAgent({
+        clock,
+        stepDelayMs: config.agent.stepDelayMs,
+        thinkingSteps: config.agent.thinkingSteps,
+      }));
   const tools = new ToolRegistry(createDemoTools({ clock, workMs: config.agent.stepDelayMs }));
   // Read only at render time, once everything below exists.
   const metrics: ServerMetrics = new ServerMetrics({
@@ -183,6 +186,9 @@ export async function buildServer(
     log,
     instanceId: config.instanceId,
     leaseMs: config.runLeaseMs,
+    streamFlushMs: config.llm.streamFlushMs,
+    toolOutputMaxBytes: config.llm.toolOutputMaxBytes,
+    maxActiveRunsPerUser: config.llm.maxActiveRunsPerUser,
     onDependencyFailure: (name) => readiness.reportFailure(name),
     observer: {
       onRunStarted: () => metrics.runsTotal.inc({ status: "started" }),
