@@ -78,6 +78,25 @@ export interface ChurnConfig extends LoadCommon {
 /** Any load configuration. */
 export type LoadConfig = BurstConfig | DeliveryConfig | HoldConfig | ChurnConfig;
 
+/**
+ * What `socketio/socketio_load_client.mjs` (Node, socket.io-client) is given: the delivery
+ * workload against a Socket.IO server. `count` users connect (each with its own JWT in the
+ * handshake's `auth.token`), then each emits one `chat` and receives every `event` up to
+ * `agent_completed`. It answers a {@link DeliveryResult} (with `frameSizes` empty).
+ */
+export interface SocketIoDeliveryConfig {
+  readonly mode: "delivery";
+  /** `http://127.0.0.1:<port>`. */
+  readonly url: string;
+  readonly secret: string;
+  readonly userPrefix: string;
+  readonly firstUser: number;
+  readonly count: number;
+  readonly timeoutMs: number;
+  readonly concurrency: number;
+  readonly probes: readonly CpuProbe[];
+}
+
 /** Failures counted by reason (`close 4429`, `timeout`, `error`, …). */
 export type FailureCounts = Record<string, number>;
 

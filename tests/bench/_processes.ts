@@ -15,6 +15,7 @@ import type {
   LoadConfig,
   LoadMessage,
   LoadResult,
+  SocketIoDeliveryConfig,
   Target,
 } from "./_load_protocol.ts";
 import { BENCH_ROUTES, RELEASE } from "./_load_protocol.ts";
@@ -314,7 +315,7 @@ export interface MemorySnapshot {
 
 /** One load generator process. */
 export class LoadProcess {
-  readonly config: LoadConfig;
+  readonly config: LoadConfig | SocketIoDeliveryConfig;
   #child: Deno.ChildProcess;
   #messages: LoadMessage[] = [];
   #wake?: () => void;
@@ -329,7 +330,7 @@ export class LoadProcess {
    *   appended as its last argument); `load_client.ts` under Deno by default.
    */
   constructor(
-    config: LoadConfig,
+    config: LoadConfig | SocketIoDeliveryConfig,
     killAfterMs: number,
     command?: CommandLine,
   ) {
@@ -436,7 +437,7 @@ export class LoadProcess {
 
 /** Runs one load process to its result (`command`: see {@link LoadProcess}). */
 export async function runLoad<T extends LoadResult>(
-  config: LoadConfig,
+  config: LoadConfig | SocketIoDeliveryConfig,
   killAfterMs: number,
   command?: CommandLine,
 ): Promise<T> {

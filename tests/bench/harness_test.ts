@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { cpuMs, probeDelta, treeCpuMs } from "./_proc.ts";
 import { cpuPerOperation, cpuRows, pairRow, printTable } from "./_report.ts";
-import { HelpRequested, parseSettings } from "./_settings.ts";
+import { HelpRequested, listFlag, parseSettings } from "./_settings.ts";
 import { rotation, summarize } from "./_stats.ts";
 import { pairOrder } from "./phases/_pair.ts";
 import { PHASES } from "./phases/mod.ts";
@@ -52,14 +52,28 @@ Deno.test("parseSettings() runs every phase with both engines by default", () =>
   assert.deepEqual(settings.phases, PHASES.map((p) => p.name));
   assert.deepEqual(settings.engines, ["memory", "services"]);
   assert.equal(settings.complete, true);
+  assert.equal(settings.flags["socketio-runtime"], "node");
 });
 
-Deno.test("parseSettings() quick mode keeps to the memory engine", () => {
+Deno.test("parseSettings() quick mode keeps to the memory engine unless a named phase needs more", () => {
   assert.deepEqual(parseSettings(["--quick"], PHASES, noEnv).engines, ["memory"]);
-  const only = parseSettings(["--quick", "--only=delivery"], PHASES, noEnv);
-  assert.deepEqual(only.phases, ["delivery"]);
+  const only = parseSettings(["--quick", "--only=socketio"], PHASES, noEnv);
+  assert.deepEqual(only.engines, ["memory", "services"]);
+  assert.deepEqual(only.phases, ["socketio"]);
   assert.equal(only.complete, false);
   assert.equal(parseSettings([], PHASES, { get: () => "1" }).mode, "quick");
+});
+
+Deno.test("parseSettings() takes phase flags and checks their values", () => {
+  const settings = parseSettings(
+    ["--only=socketio", "--socketio-adapters=streams", "--socketio-runtime=deno"],
+    PHASES,
+    noEnv,
+  );
+  assert.deepEqual(listFlag(settings, "socketio-adapters"), ["streams"]);
+  assert.equal(settings.flags["socketio-runtime"], "deno");
+  assert.throws(() => parseSettings(["--socketio-runtime=bun"], PHASES, noEnv), TypeError);
+  assert.throws(() => parseSettings(["--socketio-adapters=kafka"], PHASES, noEnv), TypeError);
 });
 
 Deno.test("parseSettings() refuses unknown flags, phases and run counts", () => {

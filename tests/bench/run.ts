@@ -213,11 +213,10 @@ async function main(): Promise<number> {
     Object.entries(byEngine).filter(([, r]) => r.status === "failed").map(([e]) => `${phase} ${e}`)
   );
   const loads = loadSamples.map((s) => `${s.phase} ${s.loadavg[0].toFixed(2)}`).join(", ");
+  const bursts = settings.mode === "full" ? 2 * settings.runs : settings.runs;
   console.log(
-    `# agentsocket vs bare Deno.upgradeWebSocket (${settings.mode}): medians of ` +
-      `${settings.runs} runs (bursts: ${
-        settings.mode === "full" ? 2 * settings.runs : settings.runs
-      })`,
+    `# deno task bench (${settings.mode}): each figure the median of ${settings.runs} runs ` +
+      `(${bursts} for a burst)`,
   );
   console.log(printTable(report.rows));
   for (const table of report.markdown) console.log(`\nFor the README:\n\n${table}`);
