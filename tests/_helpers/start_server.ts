@@ -230,6 +230,7 @@ export class ServerProcess {
   async unlessRace<T>(promise: Promise<T>): Promise<T> {
     let settled = false;
     const watched = promise.finally(() => settled = true);
+    watched.catch(() => {}); // seen by the caller through `await watched`, or dropped after a race
     for (;;) {
       await this.assertNoRaces();
       if (settled || await settledWithin(watched, SNAPSHOT_INTERVAL_MS)) return await watched;
