@@ -216,6 +216,17 @@ export interface EventEngine {
   publish(userId: string, event: NewEvent): Promise<PublishResult>;
 
   /**
+   * Appends several events for `userId`, in order, in one atomic step: each is checked and
+   * given its seq as {@link publish} would, one after the other (an event after its run's
+   * terminal one in the same batch is refused), and subscribers get them in that order. The
+   * results are in the order of `events`. A shared engine makes one round trip for the batch.
+   *
+   * @throws {DependencyUnavailableError} when the backing service cannot be reached; then none
+   *   of the events is known to be appended.
+   */
+  publishMany(userId: string, events: readonly NewEvent[]): Promise<PublishResult[]>;
+
+  /**
    * Subscribes to the user's live events. The returned promise resolves only once the
    * subscription is live: every event published after that reaches `listener`.
    */

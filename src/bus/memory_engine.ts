@@ -130,6 +130,21 @@ export class MemoryEngine implements EventEngine {
     return this.#step(userId, (user, now) => this.#append(userId, user, event, now));
   }
 
+  publishMany(userId: string, events: readonly NewEvent[]): Promise<PublishResult[]> {
+    if (events.length === 0) return Promise.resolve([]);
+    return this.#step(userId, (user, now) => {
+      // Listeners hear the batch once all of it is appended, so none can publish in between.
+      const outer = this.#delivering;
+      this.#delivering = true;
+      try {
+        return events.map((event) => this.#append(userId, user, event, now));
+      } finally {
+        this.#delivering = outer;
+        if (!outer) this.#drainDeliveries();
+      }
+    });
+  }
+
   subscribe(userId: string, listener: EventListener): Promise<EventSubscription> {
     return this.#step(userId, (user) => {
       const subscriber: Subscriber = { listener, active: true };
@@ -409,7 +424,12 @@ export class MemoryEngine implements EventEngine {
 
   #deliver(delivery: Delivery): void {
     this.#deliveries.push(delivery);
-    if (this.#delivering) return; // a listener published: the outer loop delivers it next
+    // A listener published, or a batch is being appended: the outer loop delivers it next.
+    if (this.#delivering) return;
+    this.#drainDeliveries();
+  }
+
+  #drainDeliveries(): void {
     this.#delivering = true;
     try {
       for (let next = this.#deliveries.shift(); next; next = this.#deliveries.shift()) {

@@ -322,6 +322,157 @@ export function engineConformance(options: EngineConformanceOptions): void {
     assert.deepEqual(refused, { published: false, reason: "run_ended", endSeq: 2 });
   });
 
+  // ---- publishMany --------------------------------------------------------------------------
+
+  test("publishMany() gives a batch consecutive seqs, in order, and delivers it in order", async (fixture) => {
+    const user = userId();
+    const recorder = new EventRecorder();
+    const sub = await fixture.engine.subscribe(user, recorder.listener);
+    await publishOk(fixture.engine, user, newEvent("r0", "agent_started")); // 1
+    const batch = [
+      newEvent("r1", "agent_started", { text: "hi" }),
+      ...Array.from({ length: 5 }, (_, i) => newEvent("r1", "agent_delta", { text: `${i}` })),
+      newEvent("r0", "agent_thinking", { i: 1 }),
+    ];
+    const results = await fixture.engine.publishMany(user, batch);
+    assert.deepEqual(
+      results.map((r) => r.published ? r.event : r),
+      batch.map((event, i) => ({ seq: 2 + i, ...event })),
+    );
+    assert.deepEqual(await fixture.engine.publishMany(user, []), []);
+    await recorder.waitForSeq(8);
+    assertSeqRange(recorder.seqs, 1, 8);
+    assert.deepEqual(recorder.received.slice(1).map((r) => r.event.data), batch.map((e) => e.data));
+    const snapshot = await fixture.engine.catchUp(user);
+    assert.deepEqual(snapshot.activeRuns.map((r) => [r.runId, r.startSeq]), [["r0", 1], ["r1", 2]]);
+    sub.unsubscribe();
+  });
+
+  test("publishMany() applies each event's rules in order: nothing after an end, no purged thread", async ({ engine }) => {
+    const user = userId();
+    await publishOk(engine, user, newEvent("gone", "agent_started")); // 1
+    await engine.purgeThread(user, "thread-gone");
+    const results = await engine.publishMany(user, [
+      newEvent("r1", "agent_started"), // 2
+      newEvent("gone"), // purged thread
+      newEvent("r1"), // 3
+      newEvent("r1", "agent_completed"), // 4
+      newEvent("r1"), // after its end
+      newEvent("r1", "agent_failed"), // a second end
+      newEvent("r2", "agent_started"), // 5
+    ]);
+    assert.deepEqual(results.map((r) => r.published ? r.event.seq : r), [
+      2,
+      { published: false, reason: "thread_purged" },
+      3,
+      4,
+      { published: false, reason: "run_ended", endSeq: 4 },
+      { published: false, reason: "run_ended", endSeq: 4 },
+      5,
+    ]);
+    const range = await engine.readAfter(user, 0);
+    assert.deepEqual(range.events.map((e) => [e.seq, e.runId, e.name]), [
+      [2, "r1", "agent_started"],
+      [3, "r1", "agent_thinking"],
+      [4, "r1", "agent_completed"],
+      [5, "r2", "agent_started"],
+    ]);
+    assert.deepEqual((await engine.catchUp(user)).activeRuns.map((r) => r.runId), ["r2"]);
+    assert.deepEqual((await engine.runSeqs(user, ["r1"])).get("r1"), {
+      startSeq: undefined,
+      endSeq: 4,
+    });
+  });
+
+  test(
+    "publishMany() keeps retention by count exact inside a batch, and reads start mid-batch",
+    async ({ engine }) => {
+      const user = userId();
+      await publishOk(engine, user, newEvent("r0")); // 1
+      await engine.publishMany(user, Array.from({ length: 8 }, () => newEvent("r1"))); // 2..9
+      const all = await engine.readAfter(user, 0);
+      assert.equal(all.complete, false);
+      assert.deepEqual(all.events.map((e) => e.seq), [5, 6, 7, 8, 9]);
+      const mid = await engine.readAfter(user, 6);
+      assert.deepEqual([mid.complete, mid.events.map((e) => e.seq)], [true, [7, 8, 9]]);
+      assert.equal((await engine.readAfter(user, 4)).complete, true);
+      assert.equal((await engine.readAfter(user, 3)).complete, false);
+      const { epoch } = await engine.catchUp(user);
+      const resumed = await engine.catchUp(user, { epoch, after: 5 });
+      assert.deepEqual([resumed.resumed, resumed.events.map((e) => e.seq)], [true, [6, 7, 8, 9]]);
+      assert.equal((await engine.catchUp(user, { epoch, after: 3 })).resumed, false);
+    },
+    { count: 5, seconds: 3600 },
+  );
+
+  test(
+    "publishMany() ages out a batch's events before a run in flight and keeps the run's",
+    async ({ engine, clock }) => {
+      const user = userId();
+      const sub = await engine.subscribe(user, () => {}); // keeps a memory log from being swept
+      await engine.publishMany(user, [
+        newEvent("stray"), // 1
+        newEvent("stray", "agent_completed"), // 2
+        newEvent("a", "agent_started"), // 3
+        newEvent("a"), // 4
+      ]);
+      clock.advance(65_000);
+      await publishOk(engine, user, newEvent("a")); // 5
+      const range = await engine.readAfter(user, 0);
+      assert.deepEqual([range.complete, range.events.map((e) => e.seq)], [false, [3, 4, 5]]);
+      assert.equal((await engine.readAfter(user, 2)).complete, true);
+      await publishOk(engine, user, newEvent("a", "agent_completed")); // 6
+      clock.advance(65_000);
+      await publishOk(engine, user, newEvent("b")); // 7
+      const later = await engine.readAfter(user, 0);
+      assert.deepEqual([later.complete, later.events.map((e) => e.seq)], [false, [7]]);
+      sub.unsubscribe();
+    },
+    { count: 1000, seconds: 60 },
+  );
+
+  test("publishMany() from two instances at once gives one user gap-free, distinct seqs", async (fixture) => {
+    const user = userId();
+    const peer = await fixture.peer();
+    const recorder = new EventRecorder();
+    const sub = await fixture.engine.subscribe(user, recorder.listener);
+    const rounds = 40;
+    const size = 12;
+    const published = (
+      await Promise.all(
+        Array.from(
+          { length: rounds },
+          (_, round) =>
+            (round % 2 ? peer : fixture.engine).publishMany(
+              user,
+              Array.from(
+                { length: size },
+                (_, i) => newEvent(`r${round % 5}`, "agent_delta", { round, i }),
+              ),
+            ),
+        ),
+      )
+    ).map((results) =>
+      results.map((r) => {
+        assert.ok(r.published);
+        return r.event;
+      })
+    );
+    const total = rounds * size;
+    assertSeqRange(published.flat().map((e) => e.seq).sort((a, b) => a - b), 1, total);
+    for (const batch of published) {
+      // A batch is one atomic step: its seqs are consecutive, in its order.
+      assertSeqRange(batch.map((e) => e.seq), batch[0].seq, batch[0].seq + size - 1);
+      assert.deepEqual(batch.map((e) => e.data.i), Array.from({ length: size }, (_, i) => i));
+    }
+    await recorder.waitForSeq(total);
+    assertSeqRange(recorder.seqs, 1, total);
+    const range = await fixture.engine.readAfter(user, 0);
+    assertSeqRange(range.events.map((e) => e.seq), 1, total);
+    assert.equal(range.complete, true);
+    sub.unsubscribe();
+  });
+
   // ---- subscribe ----------------------------------------------------------------------------
 
   test("subscribe() delivers every later event of the user, in seq order, with the epoch", async (fixture) => {
