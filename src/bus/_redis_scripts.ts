@@ -7,31 +7,40 @@
  *
  * @module
  */
-import type { Redis } from "ioredis";
-
-/** A Lua script run by its SHA1, loaded again when the server answers NOSCRIPT. */
-export interface RedisScript {
-  readonly source: string;
-  readonly sha: string;
-}
-
 /**
- * Helpers every script starts with.
+ * Helpers every generation script starts with (see {@link generationSource}).
  *
- * `server_id()` reads the server's `run_id`: it differs for every start of redis-server, so a
- * log written by another incarnation (a restart, a restored snapshot, a promoted replica) is
- * noticed by the first script that touches it, with no cached value that could be stale.
+ * `GENERATION` is the token the script was written with. A generation's script is only ever put
+ * in a server's script cache by the boot call that made the token (an EVAL of its source, right
+ * where it runs), and the script cache is neither saved nor replicated (Redis 7), so a script
+ * that runs with `GENERATION` runs on the very process the token was made for: a restart, a
+ * restored snapshot, a promoted replica or another server behind a proxy never has it.
  *
- * `ensure_epoch()` returns the log's epoch and seq. When the meta hash is missing (deleted,
- * expired, or lost with the data) it starts a new log: new epoch, seq 0, old events and runs
- * dropped. When the meta was written under another server `run_id`, the counter may have been
- * rewound: it names a new epoch and keeps the seq (never below the newest retained event).
+ * `claim_slot()` checks the slot's generation marker (KEYS[1]), which makes every instance use
+ * one generation per slot: it matches `GENERATION`, or it is missing and this script takes it,
+ * or the caller asks to replace a marker (ARGV[2] `=<marker it saw>`, after finding that
+ * generation missing here) and the marker is still what the caller saw. Otherwise the script
+ * answers `STALEGEN <marker>`, and the caller tries that generation.
+ *
+ * The log is a stream of batches: an entry `<first seq>-<append ms>` holds the events appended
+ * by one script call, as field-value pairs `<thread id> <event JSON>`, the first with the
+ * entry's seq and each next one with the next seq. (An entry `<seq>-0` is one event as an
+ * earlier version wrote it, `t <ms> [h <thread id>] e <JSON>`.) Retention is exact per event:
+ * the meta's `first` is the oldest seq still retained, and reads leave out what precedes it in
+ * the oldest entry; entries wholly below it are trimmed.
+ *
+ * `ensure_epoch()` returns the log's epoch, seq and first retained seq. When the meta hash is
+ * missing (deleted, expired, or lost with the data) it starts a new log: new epoch, seq 0, old
+ * events and runs dropped. When the meta was written by another generation, the process behind
+ * the log changed and the counter may have been rewound: it names a new epoch and keeps the seq
+ * (never below the newest retained event).
  *
  * `retention_floor()` is the oldest `agent_started` seq of the active runs (nil when none):
- * retention drops nothing at or above it (`retentionFloor()` in `_engine_rules.ts`).
- * `trim_age()` drops events below the floor appended before `cutoff` (ms): entries are in seq
- * order and their append times (field `t`) almost always are too, so it looks at the oldest
- * ones only.
+ * retention drops nothing at or above it (`retentionFloor()` in `_engine_rules.ts`). `trim()`
+ * applies both limits below the floor: events beyond the newest `count`, and those of entries
+ * appended before `cutoff` (ms; entries are in seq order and their append times almost always
+ * are too, so it looks at the oldest ones only). `oldest()` is the first retained seq (nil for
+ * an empty log).
  *
  * `live_purges()` returns the purged thread ids still in effect, forgetting those whose events
  * are all gone and whose purge is older than `cutoff` (`purgeExpired()`).
@@ -39,82 +48,143 @@ export interface RedisScript {
  * `now_ms()` is the server's clock (TIME), the one every instance shares for approvals;
  * `iso_time()` renders it as JavaScript's `toISOString()` does.
  *
- * `append()` is the one place an event enters a log; the scripts that publish share its KEYS
- * and ARGV layout:
- * - KEYS: meta, log, runs, ended marker of the event's run, purged threads, approvals of the
- *   event's run;
- * - ARGV: candidate epoch, now (ms, the append time), max count, retention (ms), meta TTL (ms),
- *   channel; each script's own arguments follow from ARGV[7].
- *
- * It refuses an event of a purged thread (`{2}`) or of an ended run (`{0, endSeq}`); else it
- * assigns the seq, tracks the run (`s` starts it, `e` ends it and starts the retention age of
- * its approval records), appends, trims by count and age below the floor, keeps the log while
- * a run is active, publishes `<seq> <epoch> <json>` and returns `{1, seq, epoch}`.
+ * `append(a, i, n)` is the one place events enter a log: `n` events read from table `a` from
+ * index `i`, three values each: `<kind><run number>` (kind `s` starts the run, `e` ends it and
+ * starts the retention age of its approval records, none neither; the run's id is
+ * `RUN_IDS[number]`, its ended marker `KEYS[4 + 2 * number]` and its approvals hash
+ * `KEYS[5 + 2 * number]`), thread id, event JSON. An event of a purged thread is refused with
+ * code 2, one of an ended run (ended before, or earlier in the same batch) with code 0 and the
+ * run's terminal seq; every other event gets the next seq, code 1. Then, once for the batch: one
+ * XADD (one per 256 events), retention, the keys' lifetimes, and one SPUBLISH of every appended
+ * event as
+ * `<epoch> <first seq>\n<JSON>\n<JSON>…`. Returns `{epoch, code, value, code, value, …}`.
  */
 const PRELUDE = `
-local function server_id()
-  return string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
-end
+local RUN_IDS = {}
+local MAX_MS = '18446744073709551615'
 
 local function seq_of(id)
   return tonumber(string.match(id, '^(%d+)'))
+end
+
+local function legacy(id)
+  return string.sub(id, -2) == '-0'
+end
+
+local function entry_time(entry)
+  if legacy(entry[1]) then return tonumber(entry[2][2]) end
+  return tonumber(string.match(entry[1], '-(%d+)$'))
+end
+
+local function entry_last(entry)
+  if legacy(entry[1]) then return seq_of(entry[1]) end
+  return seq_of(entry[1]) + #entry[2] / 2 - 1
 end
 
 local function thread_of(run_value)
   return string.sub(run_value, string.find(run_value, ':', 1, true) + 1)
 end
 
+local function claim_slot()
+  local marker = redis.call('GET', KEYS[1])
+  if marker == GENERATION then return nil end
+  local claim = ARGV[2]
+  if (claim == '' and not marker) or (claim ~= '' and (marker or '') == string.sub(claim, 2)) then
+    redis.call('SET', KEYS[1], GENERATION)
+    return nil
+  end
+  return redis.error_reply('STALEGEN ' .. (marker or ''))
+end
+
 local function ensure_epoch(meta, log, runs, candidate, ttl_ms)
-  local server = server_id()
-  local m = redis.call('HMGET', meta, 'epoch', 'seq', 'server')
-  local epoch, seq = m[1], tonumber(m[2]) or 0
-  if epoch and m[3] == server then return epoch, seq end
+  local m = redis.call('HMGET', meta, 'epoch', 'seq', 'server', 'first')
+  local epoch, seq, first = m[1], tonumber(m[2]) or 0, tonumber(m[4]) or 0
+  if epoch and m[3] == GENERATION then return epoch, seq, first end
   if epoch then
     local newest = redis.call('XREVRANGE', log, '+', '-', 'COUNT', 1)[1]
-    if newest and seq_of(newest[1]) > seq then seq = seq_of(newest[1]) end
+    if newest and entry_last(newest) > seq then seq = entry_last(newest) end
   else
     redis.call('DEL', log, runs)
-    seq = 0
+    seq, first = 0, 0
   end
-  redis.call('HSET', meta, 'epoch', candidate, 'seq', seq, 'server', server)
+  redis.call('HSET', meta, 'epoch', candidate, 'seq', seq, 'server', GENERATION, 'first', first)
   redis.call('PEXPIRE', meta, ttl_ms)
-  return candidate, seq
+  return candidate, seq, first
+end
+
+local function oldest(log, first)
+  local entry = redis.call('XRANGE', log, '-', '+', 'COUNT', 1)[1]
+  if not entry then return nil end
+  local s = seq_of(entry[1])
+  if first > s then s = first end
+  if s > entry_last(entry) then return nil end
+  return s
 end
 
 local function retention_floor(runs)
   local floor = nil
   for _, value in ipairs(redis.call('HVALS', runs)) do
-    local start = seq_of(value)
+    local start = tonumber(string.match(value, '^(%d+)'))
     if floor == nil or start < floor then floor = start end
   end
   return floor
 end
 
-local function trim_age(log, cutoff, floor)
-  local batch = 1
-  while true do
-    local oldest = redis.call('XRANGE', log, '-', '+', 'COUNT', batch)
-    if #oldest == 0 then return end
-    for i = 1, #oldest do
-      if tonumber(oldest[i][2][2]) >= cutoff or (floor and seq_of(oldest[i][1]) >= floor) then
-        if i > 1 then redis.call('XTRIM', log, 'MINID', oldest[i][1]) end
-        return
+local function trim(meta, log, seq, first, limits)
+  local keep = seq - limits.count + 1
+  local scanned, batch, from = 0, 1, '-'
+  while scanned < 100000 do
+    local entries = redis.call('XRANGE', log, from, '+', 'COUNT', batch)
+    if #entries == 0 then keep = math.max(keep, seq + 1) break end
+    local stop = false
+    for i = 1, #entries do
+      if entry_time(entries[i]) >= limits.cutoff then
+        keep = math.max(keep, seq_of(entries[i][1]))
+        stop = true
+        break
+      end
+      if limits.floor and entry_last(entries[i]) >= limits.floor then
+        keep = math.max(keep, limits.floor)
+        stop = true
+        break
       end
     end
-    redis.call('XTRIM', log, 'MINID', (seq_of(oldest[#oldest][1]) + 1) .. '-0')
+    if stop then break end
+    keep = math.max(keep, entry_last(entries[#entries]) + 1)
+    from = '(' .. entries[#entries][1]
+    scanned = scanned + #entries
     batch = 64
   end
+  if limits.floor and keep > limits.floor then keep = limits.floor end
+  if keep <= first then return first end
+  local at = redis.call('XREVRANGE', log, keep .. '-' .. MAX_MS, '-', 'COUNT', 1)[1]
+  if at then
+    if entry_last(at) < keep then
+      redis.call('XTRIM', log, 'MINID', (seq_of(at[1]) + 1) .. '-0')
+    else
+      redis.call('XTRIM', log, 'MINID', at[1])
+    end
+  end
+  redis.call('HSET', meta, 'first', keep)
+  return keep
 end
 
-local function live_purges(purged, log, cutoff)
+local function entries_from(log, from)
+  local at = redis.call('XREVRANGE', log, from .. '-' .. MAX_MS, '-', 'COUNT', 1)[1]
+  if at and entry_last(at) >= from then
+    return redis.call('XRANGE', log, at[1], '+')
+  end
+  return redis.call('XRANGE', log, from .. '-0', '+')
+end
+
+local function live_purges(purged, log, first, cutoff)
   local all = redis.call('HGETALL', purged)
   if #all == 0 then return all end
-  local oldest = redis.call('XRANGE', log, '-', '+', 'COUNT', 1)[1]
-  local first = oldest and seq_of(oldest[1]) or math.huge
+  local retained = oldest(log, first) or math.huge
   local live = {}
   for i = 1, #all, 2 do
     local seq, at = string.match(all[i + 1], '^(%d+):(%d+)$')
-    if tonumber(seq) < first and tonumber(at) < cutoff then
+    if tonumber(seq) < retained and tonumber(at) < cutoff then
       redis.call('HDEL', purged, all[i])
     else
       live[#live + 1] = all[i]
@@ -147,170 +217,250 @@ local function iso_time(ms)
     math.floor(rem / 3600), math.floor((rem % 3600) / 60), rem % 60, ms - s * 1000)
 end
 
-local function append(kind, run, thread, json)
-  local meta, log, runs, ended = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-  local purged, approvals = KEYS[5], KEYS[6]
-  local now, count = tonumber(ARGV[2]), tonumber(ARGV[3])
-  local retention_ms, meta_ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
-  local epoch = ensure_epoch(meta, log, runs, ARGV[1], meta_ttl)
-  if redis.call('HEXISTS', purged, thread) == 1 then return {2} end
-  local end_seq = redis.call('GET', ended)
-  if end_seq then return {0, tonumber(end_seq)} end
-  local seq = redis.call('HINCRBY', meta, 'seq', 1)
-  if kind == 's' then
-    redis.call('HSETNX', runs, run, seq .. ':' .. thread)
-    redis.call('PEXPIRE', runs, meta_ttl)
-  elseif kind == 'e' then
-    redis.call('HDEL', runs, run)
-    redis.call('SET', ended, seq, 'PX', retention_ms)
-    redis.call('PEXPIRE', approvals, retention_ms)
+local function append(a, i, n)
+  local meta, log, runs, purged = KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+  local now, count = tonumber(ARGV[4]), tonumber(ARGV[5])
+  local retention_ms, meta_ttl = tonumber(ARGV[6]), tonumber(ARGV[7])
+  local epoch, seq, first = ensure_epoch(meta, log, runs, ARGV[3], meta_ttl)
+  local out, fields, lines = {epoch}, {}, {}
+  local purged_threads, ended = {}, {}
+  local started = false
+  local first_new, entry_first = seq + 1, 0
+  for j = i, i + 3 * (n - 1), 3 do
+    local tag, thread = a[j], a[j + 1]
+    local kind = string.sub(tag, 1, 1)
+    local ri
+    if kind == 's' or kind == 'e' then ri = tonumber(string.sub(tag, 2)) else ri = tonumber(tag) end
+    local hidden = purged_threads[thread]
+    if hidden == nil then
+      hidden = redis.call('HEXISTS', purged, thread) == 1
+      purged_threads[thread] = hidden
+    end
+    local end_seq = false
+    if not hidden then
+      end_seq = ended[ri]
+      if end_seq == nil then
+        end_seq = tonumber(redis.call('GET', KEYS[4 + 2 * ri])) or false
+        ended[ri] = end_seq
+      end
+    end
+    if hidden then
+      out[#out + 1] = 2
+      out[#out + 1] = 0
+    elseif end_seq then
+      out[#out + 1] = 0
+      out[#out + 1] = end_seq
+    else
+      seq = seq + 1
+      if kind == 's' then
+        redis.call('HSETNX', runs, RUN_IDS[ri], seq .. ':' .. thread)
+        started = true
+      elseif kind == 'e' then
+        redis.call('HDEL', runs, RUN_IDS[ri])
+        redis.call('SET', KEYS[4 + 2 * ri], seq, 'PX', retention_ms)
+        redis.call('PEXPIRE', KEYS[5 + 2 * ri], retention_ms)
+        ended[ri] = seq
+      end
+      if #fields == 0 then entry_first = seq end
+      fields[#fields + 1] = thread
+      fields[#fields + 1] = a[j + 2]
+      if #fields >= 512 then
+        redis.call('XADD', log, entry_first .. '-' .. now, unpack(fields))
+        fields = {}
+      end
+      lines[#lines + 1] = a[j + 2]
+      out[#out + 1] = 1
+      out[#out + 1] = seq
+    end
   end
+  if #lines == 0 then return out end
+  if #fields > 0 then redis.call('XADD', log, entry_first .. '-' .. now, unpack(fields)) end
+  redis.call('HSET', meta, 'seq', seq)
+  if started then redis.call('PEXPIRE', runs, meta_ttl) end
   local floor = retention_floor(runs)
-  local keep_from = seq - count + 1
-  if floor and floor < keep_from then keep_from = floor end
-  if keep_from > 1 then
-    redis.call('XADD', log, 'MINID', keep_from, seq .. '-0', 't', now, 'h', thread, 'e', json)
-  else
-    redis.call('XADD', log, seq .. '-0', 't', now, 'h', thread, 'e', json)
-  end
-  trim_age(log, now - retention_ms, floor)
+  trim(meta, log, seq, first, {count = count, cutoff = now - retention_ms, floor = floor})
   redis.call('PEXPIRE', meta, meta_ttl)
   if floor then
     redis.call('PEXPIRE', log, meta_ttl)
   else
     redis.call('PEXPIRE', log, retention_ms)
   end
-  redis.call('PUBLISH', ARGV[6], seq .. ' ' .. epoch .. ' ' .. json)
-  return {1, seq, epoch}
+  redis.call('SPUBLISH', ARGV[8], epoch .. ' ' .. first_new .. '\\n' .. table.concat(lines, '\\n'))
+  return out
 end
 `;
 
-/** The helpers every script starts with, for tests that check one of them directly. */
-export const LUA_PRELUDE = PRELUDE;
+/** The helpers every generation script starts with, for tests that check one of them. */
+export const LUA_PRELUDE = `local GENERATION = ''\n${PRELUDE}`;
 
 /**
- * Appends one event. KEYS and ARGV 1-6: as `append()` takes them. ARGV: 7 run id, 8 thread id,
- * 9 kind (`s` starts the run, `e` ends it, anything else neither), 10 event JSON.
- * Returns `{1, seq, epoch}`, `{0, endSeq}` when the run has ended, `{2}` when the thread was
- * purged.
+ * What each operation of a generation script does; the script picks one by ARGV[1].
+ *
+ * Every operation takes KEYS 1-5: the slot's generation marker, meta, log, runs, purged
+ * threads; and ARGV 1-8: operation, claim (`''`, or `=<marker>`), candidate epoch, now (ms),
+ * max count, retention (ms), meta TTL (ms), channel. Their own arguments follow from ARGV[9].
+ * Reads return whole stream entries with the first retained seq: the caller leaves out events
+ * before it and before `after`, and those of purged threads.
+ *
+ * - `publish`: KEYS from 6, for each run of the batch, its ended marker and approvals hash.
+ *   ARGV 9 the number of runs R, then their ids, then three values per event (see `append()`).
+ *   Returns `append()`'s reply.
+ * - `head`: returns `{epoch, seq}`.
+ * - `catchup`: ARGV 9 resume epoch (empty for none), 10 resume after (an integer >= 0). Returns
+ *   `{epoch, seq, resumed (0|1), runs (flat HGETALL), entries, purged thread ids, first}`: when
+ *   resumed, the entries from the one holding `after + 1`; otherwise those from the oldest
+ *   active run's start (the caller keeps those of active runs).
+ * - `read`: ARGV 9 after. Returns `{epoch, seq, complete (0|1), entries from the one holding
+ *   'after + 1', purged thread ids, first}`.
+ * - `purge`: ARGV 9 thread id. Records `<head seq>:<now>` for the thread, takes its runs out
+ *   of the active ones, and lets the log expire by age again when no run is left. Returns the
+ *   head seq.
+ * - `request`: KEYS 6 and 7 the run's ended marker and approvals hash. ARGV 9 run id, 10 thread
+ *   id, 11 tool call id, 12 tool, 13 timeout (ms), 14 and 15 the event JSON before and after
+ *   the `expiresAt` value (the script puts the server's time + timeout between them, so the
+ *   input JSON is never re-encoded). Returns `{1, seq, epoch, expiresAt}`, `{2}` (thread
+ *   purged), `{0, endSeq}` (run ended), or `{3}` when this tool call was already requested. The
+ *   record (a field of the run's approvals hash) lives while the run does (meta TTL) and for
+ *   the retention age after its end.
+ * - `resolve`, in the order of `approvalVerdict()` (_engine_rules.ts): KEYS 6 and 7 as for
+ *   `request`. ARGV 9 run id, 10 tool call id, 11 approved (1|0), 12 by, 13 has a reason (1|0),
+ *   14 reason, 15 ts. Returns `{'not_found'}`, `{'run_ended'}`, `{'already', approved (1|0),
+ *   by, reason?}`, `{'not_expired', expiresAt}`, or `{'resolved', seq, epoch, thread id, tool}`
+ *   with `tool_approval_resolved` published in the same step.
  */
-export const PUBLISH_SOURCE = PRELUDE + `
-return append(ARGV[9], ARGV[7], ARGV[8], ARGV[10])
-`;
+const OPERATIONS = `
+local op = ARGV[1]
+local stale = claim_slot()
+if stale then return stale end
+local meta, log, runs, purged = KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local meta_ttl = tonumber(ARGV[7])
 
-/**
- * The handshake snapshot. KEYS: meta, log, runs, purged. ARGV: candidate epoch, now (ms),
- * retention (ms), meta TTL (ms), resume epoch (empty for none), resume after (an integer >= 0).
- * Returns `{epoch, seq, resumed (0|1), runs (flat HGETALL), entries, purged thread ids}`: when
- * resumed, the entries after `after`; otherwise every entry from the oldest active run's start
- * (the caller keeps those of active runs). The caller leaves out the purged threads' entries.
- */
-export const CATCH_UP_SOURCE = PRELUDE + `
-local meta, log, runs, purged = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local epoch, seq = ensure_epoch(meta, log, runs, ARGV[1], tonumber(ARGV[4]))
-redis.call('PEXPIRE', meta, tonumber(ARGV[4]))
-local cutoff = tonumber(ARGV[2]) - tonumber(ARGV[3])
-trim_age(log, cutoff, retention_floor(runs))
-local hidden = live_purges(purged, log, cutoff)
-local active = redis.call('HGETALL', runs)
-local after = tonumber(ARGV[6])
-if ARGV[5] == epoch and after <= seq then
-  if after == seq then return {epoch, seq, 1, active, {}, hidden} end
-  local oldest = redis.call('XRANGE', log, '-', '+', 'COUNT', 1)[1]
-  if oldest and seq_of(oldest[1]) <= after + 1 then
-    return {epoch, seq, 1, active, redis.call('XRANGE', log, (after + 1) .. '-0', '+'), hidden}
+if op == 'publish' then
+  local r = tonumber(ARGV[9])
+  for k = 1, r do RUN_IDS[k] = ARGV[9 + k] end
+  return append(ARGV, 10 + r, (#ARGV - 9 - r) / 3)
+end
+
+if op == 'head' then
+  local epoch, seq = ensure_epoch(meta, log, runs, ARGV[3], meta_ttl)
+  return {epoch, seq}
+end
+
+local function tidy(epoch, seq, first)
+  local cutoff = tonumber(ARGV[4]) - tonumber(ARGV[6])
+  first = trim(meta, log, seq, first,
+    {count = tonumber(ARGV[5]), cutoff = cutoff, floor = retention_floor(runs)})
+  return first, live_purges(purged, log, first, cutoff)
+end
+
+if op == 'catchup' then
+  local epoch, seq, first = ensure_epoch(meta, log, runs, ARGV[3], meta_ttl)
+  redis.call('PEXPIRE', meta, meta_ttl)
+  local hidden
+  first, hidden = tidy(epoch, seq, first)
+  local active = redis.call('HGETALL', runs)
+  local after = tonumber(ARGV[10])
+  if ARGV[9] == epoch and after <= seq then
+    if after == seq then return {epoch, seq, 1, active, {}, hidden, first} end
+    local retained = oldest(log, first)
+    if retained and retained <= after + 1 then
+      return {epoch, seq, 1, active, entries_from(log, after + 1), hidden, first}
+    end
   end
+  local from = retention_floor(runs)
+  if from == nil then return {epoch, seq, 0, active, {}, hidden, first} end
+  return {epoch, seq, 0, active, entries_from(log, from), hidden, first}
 end
-local from = retention_floor(runs)
-if from == nil then return {epoch, seq, 0, active, {}, hidden} end
-return {epoch, seq, 0, active, redis.call('XRANGE', log, from .. '-0', '+'), hidden}
-`;
 
-/**
- * A range read. KEYS: meta, log, runs, purged. ARGV: candidate epoch, now (ms), retention (ms),
- * meta TTL (ms), after. Returns `{epoch, seq, complete (0|1), entries after 'after', purged
- * thread ids}`; the caller leaves out the purged threads' entries.
- */
-export const READ_AFTER_SOURCE = PRELUDE + `
-local meta, log, runs, purged = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local epoch, seq = ensure_epoch(meta, log, runs, ARGV[1], tonumber(ARGV[4]))
-local cutoff = tonumber(ARGV[2]) - tonumber(ARGV[3])
-trim_age(log, cutoff, retention_floor(runs))
-local hidden = live_purges(purged, log, cutoff)
-local after = tonumber(ARGV[5])
-if after >= seq then return {epoch, seq, 1, {}, hidden} end
-local entries = redis.call('XRANGE', log, (after + 1) .. '-0', '+')
-local complete = 0
-if entries[1] and seq_of(entries[1][1]) == after + 1 then complete = 1 end
-return {epoch, seq, complete, entries, hidden}
-`;
-
-/**
- * Purges a thread. KEYS: meta, log, runs, purged. ARGV: candidate epoch, now (ms), retention
- * (ms), meta TTL (ms), thread id. Records `<head seq>:<now>` for the thread, takes its runs out
- * of the active ones, and lets the log expire by age again when no run is left. Returns the
- * head seq.
- */
-export const PURGE_SOURCE = PRELUDE + `
-local meta, log, runs, purged = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local epoch, seq = ensure_epoch(meta, log, runs, ARGV[1], tonumber(ARGV[4]))
-redis.call('HSET', purged, ARGV[5], seq .. ':' .. ARGV[2])
-redis.call('PEXPIRE', purged, tonumber(ARGV[4]))
-local active = redis.call('HGETALL', runs)
-for i = 1, #active, 2 do
-  if thread_of(active[i + 1]) == ARGV[5] then redis.call('HDEL', runs, active[i]) end
+if op == 'read' then
+  local epoch, seq, first = ensure_epoch(meta, log, runs, ARGV[3], meta_ttl)
+  local hidden
+  first, hidden = tidy(epoch, seq, first)
+  local after = tonumber(ARGV[9])
+  if after >= seq then return {epoch, seq, 1, {}, hidden, first} end
+  local retained = oldest(log, first)
+  local complete = 0
+  if retained and retained <= after + 1 then complete = 1 end
+  return {epoch, seq, complete, entries_from(log, after + 1), hidden, first}
 end
-if redis.call('EXISTS', runs) == 0 then redis.call('PEXPIRE', log, tonumber(ARGV[3])) end
-return seq
+
+if op == 'purge' then
+  local epoch, seq = ensure_epoch(meta, log, runs, ARGV[3], meta_ttl)
+  redis.call('HSET', purged, ARGV[9], seq .. ':' .. ARGV[4])
+  redis.call('PEXPIRE', purged, meta_ttl)
+  local active = redis.call('HGETALL', runs)
+  for i = 1, #active, 2 do
+    if thread_of(active[i + 1]) == ARGV[9] then redis.call('HDEL', runs, active[i]) end
+  end
+  if redis.call('EXISTS', runs) == 0 then redis.call('PEXPIRE', log, tonumber(ARGV[6])) end
+  return seq
+end
+
+if op == 'request' then
+  if redis.call('HEXISTS', KEYS[7], ARGV[11]) == 1 then return {3} end
+  local expires = now_ms() + tonumber(ARGV[13])
+  local iso = iso_time(expires)
+  RUN_IDS[1] = ARGV[9]
+  local r = append({'1', ARGV[10], ARGV[14] .. iso .. ARGV[15]}, 1, 1)
+  if r[2] == 2 then return {2} end
+  if r[2] == 0 then return {0, r[3]} end
+  redis.call('HSET', KEYS[7], ARGV[11],
+    cjson.encode({thread = ARGV[10], tool = ARGV[12], exp = expires, seq = r[3]}))
+  redis.call('PEXPIRE', KEYS[7], meta_ttl)
+  return {1, r[3], r[1], iso}
+end
+
+if op == 'resolve' then
+  local raw = redis.call('HGET', KEYS[7], ARGV[10])
+  if not raw then return {'not_found'} end
+  local rec = cjson.decode(raw)
+  if redis.call('HEXISTS', purged, rec.thread) == 1 then return {'not_found'} end
+  if redis.call('EXISTS', KEYS[6]) == 1 then return {'run_ended'} end
+  if rec.by then return {'already', rec.approved and 1 or 0, rec.by, rec.reason} end
+  if ARGV[12] == 'timeout' and now_ms() < rec.exp then
+    return {'not_expired', iso_time(rec.exp)}
+  end
+  local data = {toolCallId = ARGV[10], tool = rec.tool, approved = ARGV[11] == '1',
+    by = ARGV[12]}
+  if ARGV[13] == '1' then data.reason = ARGV[14] end
+  local event = {threadId = rec.thread, runId = ARGV[9], name = 'tool_approval_resolved',
+    data = data, ts = ARGV[15]}
+  RUN_IDS[1] = ARGV[9]
+  local r = append({'1', rec.thread, cjson.encode(event)}, 1, 1)
+  if r[2] ~= 1 then return {'run_ended'} end
+  rec.approved, rec.by, rec.reason, rec.rseq = data.approved, ARGV[12], data.reason, r[3]
+  redis.call('HSET', KEYS[7], ARGV[10], cjson.encode(rec))
+  return {'resolved', r[3], r[1], rec.thread, rec.tool}
+end
+
+return redis.error_reply('ERR unknown operation ' .. tostring(op))
 `;
 
-/**
- * Publishes `tool_approval_requested` and records the request. KEYS and ARGV 1-6: as
- * `append()` takes them. ARGV: 7 run id, 8 thread id, 9 tool call id, 10 tool, 11 timeout (ms),
- * 12 and 13 the event JSON before and after the `expiresAt` value (the script puts the
- * server's time + timeout between them, so the input JSON is never re-encoded).
- * Returns `{1, seq, epoch, expiresAt}`, `append()`'s refusals, or `{3}` when this tool call
- * was already requested. The record (a field of the run's approvals hash) lives while the run
- * does (meta TTL) and for the retention age after its end.
- */
-export const REQUEST_APPROVAL_SOURCE = PRELUDE + `
-if redis.call('HEXISTS', KEYS[6], ARGV[9]) == 1 then return {3} end
-local expires = now_ms() + tonumber(ARGV[11])
-local iso = iso_time(expires)
-local r = append('', ARGV[7], ARGV[8], ARGV[12] .. iso .. ARGV[13])
-if r[1] ~= 1 then return r end
-redis.call('HSET', KEYS[6], ARGV[9],
-  cjson.encode({thread = ARGV[8], tool = ARGV[10], exp = expires, seq = r[2]}))
-redis.call('PEXPIRE', KEYS[6], tonumber(ARGV[5]))
-return {1, r[2], r[3], iso}
-`;
+/** The operations of a generation script, by the name ARGV[1] gives. */
+export type GenerationOperation =
+  | "publish"
+  | "head"
+  | "catchup"
+  | "read"
+  | "purge"
+  | "request"
+  | "resolve";
+
+/** The tokens {@link generationSource} accepts: they end up inside a Lua string. */
+const TOKEN_PATTERN = /^[A-Za-z0-9_.-]{8,64}$/;
 
 /**
- * Decides an approval, in the order of `approvalVerdict()` (_engine_rules.ts). KEYS and
- * ARGV 1-6: as `append()` takes them. ARGV: 7 run id, 8 tool call id, 9 approved (1|0), 10 by,
- * 11 has a reason (1|0), 12 reason, 13 ts.
- * Returns `{'not_found'}`, `{'run_ended'}`, `{'already', approved (1|0), by, reason?}`,
- * `{'not_expired', expiresAt}`, or `{'resolved', seq, epoch, thread id, tool}` with
- * `tool_approval_resolved` published in the same step.
+ * The source of a generation script: one script for every operation on a user's log, with
+ * `token` written into it, so that the script's SHA1 names the generation.
+ *
+ * @throws {TypeError} when `token` is not 8-64 characters of `[A-Za-z0-9_.-]`.
  */
-export const RESOLVE_APPROVAL_SOURCE = PRELUDE + `
-local raw = redis.call('HGET', KEYS[6], ARGV[8])
-if not raw then return {'not_found'} end
-local rec = cjson.decode(raw)
-if redis.call('HEXISTS', KEYS[5], rec.thread) == 1 then return {'not_found'} end
-if redis.call('EXISTS', KEYS[4]) == 1 then return {'run_ended'} end
-if rec.by then return {'already', rec.approved and 1 or 0, rec.by, rec.reason} end
-if ARGV[10] == 'timeout' and now_ms() < rec.exp then return {'not_expired', iso_time(rec.exp)} end
-local data = {toolCallId = ARGV[8], tool = rec.tool, approved = ARGV[9] == '1', by = ARGV[10]}
-if ARGV[11] == '1' then data.reason = ARGV[12] end
-local event = {threadId = rec.thread, runId = ARGV[7], name = 'tool_approval_resolved',
-  data = data, ts = ARGV[13]}
-local r = append('', ARGV[7], rec.thread, cjson.encode(event))
-if r[1] ~= 1 then return {'run_ended'} end
-rec.approved, rec.by, rec.reason, rec.rseq = data.approved, ARGV[10], data.reason, r[2]
-redis.call('HSET', KEYS[6], ARGV[8], cjson.encode(rec))
-return {'resolved', r[2], r[3], rec.thread, rec.tool}
-`;
+export function generationSource(token: string): string {
+  if (!TOKEN_PATTERN.test(token)) {
+    throw new TypeError(`Cannot write generation script: bad token "${token}"`);
+  }
+  return `local GENERATION = '${token}'\n${PRELUDE}${OPERATIONS}`;
+}
 
 /**
  * Reads approval records. KEYS: the run's approvals hash, purged threads. ARGV: a tool call id,
@@ -352,28 +502,3 @@ redis.call('ZADD', conns, ARGV[3], ARGV[1])
 redis.call('PEXPIRE', conns, ARGV[5])
 return 1
 `;
-
-/** Computes the SHA1 a script is cached under. */
-export async function defineScript(source: string): Promise<RedisScript> {
-  const digest = await crypto.subtle.digest("SHA-1", new TextEncoder().encode(source));
-  const sha = Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
-  return { source, sha };
-}
-
-/**
- * Runs a script by SHA1 and, when the server does not have it (a restart, SCRIPT FLUSH),
- * by source, which caches it again.
- */
-export async function runScript(
-  redis: Redis,
-  script: RedisScript,
-  keys: readonly string[],
-  args: readonly (string | number)[],
-): Promise<unknown> {
-  try {
-    return await redis.evalsha(script.sha, keys.length, ...keys, ...args);
-  } catch (error) {
-    if (!(error instanceof Error) || !error.message.startsWith("NOSCRIPT")) throw error;
-    return await redis.eval(script.source, keys.length, ...keys, ...args);
-  }
-}

@@ -1,11 +1,14 @@
 /**
- * The shared {@link EventEngine} over Redis: every instance that points at the same Redis and
- * key prefix sees the same per-user logs, runs, approvals, connection counts and control
- * messages, so any number of instances behave as one.
+ * The shared {@link EventEngine} over Redis: every instance that points at the same Redis (one
+ * server, or a Redis Cluster) and key prefix sees the same per-user logs, runs, approvals,
+ * connection counts and control messages, so any number of instances behave as one.
  *
  * ## Keys (all under `keyPrefix`; `{u}` is the URI-encoded user id, a cluster hash tag)
+ * Every key and channel of a user carries the user's hash tag, so in a Redis Cluster all of a
+ * user lives in one slot: one script reaches all of it, and the user's channel is a shard
+ * channel of that slot.
  * - `P:{u}:meta` hash `epoch`, `seq`, `server`: the log's incarnation, its counter, and the
- *   `run_id` of the Redis server that named the epoch.
+ *   script generation that named the epoch (below).
  * - `P:{u}:log` stream: one entry per event, ID `<seq>-0`, fields `t` (append time, ms, from
  *   the engine's clock), `h` (the thread id, so a read can leave out a purged thread's events
  *   without decoding them) and `e` (the event as JSON, without its seq).
@@ -17,43 +20,51 @@
  *   decided, `approved`, `by`, `reason`, `rseq`: the run's approval requests. It lives while
  *   the run does and `retention.seconds` after its terminal event.
  * - `P:{u}:conns` sorted set connectionId → expiry (ms): the user's connections, all instances.
- * - channels `P:{u}:events` (one per user) and `P:control`.
+ * - `P:{<t>}:gen`: the script generation of the slot whose hash tag is `<t>` (one per slot,
+ *   beside the users whose keys hash there; `_key_slot.ts`).
+ * - shard channels `P:{u}:events` (one per user) and `P:control` (SPUBLISH / SSUBSCRIBE).
  *
- * ## Epoch: tied to the Redis server's incarnation
+ * ## Epoch: tied to the process that serves the log
  * A seq may be issued twice when the counter is lost or rewound. Lost (keys deleted or expired,
  * Redis restarted empty) shows as a missing meta hash: the next script starts a new log. Rewound
  * (restored from an older snapshot, or a failover to a replica that lagged) does not: the
- * snapshot brings back the old epoch together with the old counter. What does change in every
- * such case is the server's `run_id` (INFO server), new at every start of redis-server and
- * different on each replica. So the meta records the `run_id` under which its epoch was named,
- * and every script that touches a log compares it with the current one; on a mismatch it names
- * a new epoch and keeps the counter (never below the newest retained event), so clients holding
- * the old epoch get `resumed:false` and start over.
+ * snapshot brings back the old epoch together with the old counter. What changes in every such
+ * case is the Redis process behind the log, and the one thing of a process a client can observe
+ * without trusting its connection is its script cache, which is neither saved nor replicated.
  *
- * The script reads `run_id` itself, with `INFO server`, rather than being passed a value the
- * client read on connect. That costs some server time per script (the README's Performance
- * section has the figures), and buys the absence of a cached value that could go stale: a
- * client-side `run_id` must be re-read after every reconnect before the first script runs, and
- * is simply wrong when a proxy (Envoy, a cloud endpoint) or Sentinel keeps the client's TCP
- * connection while the server behind it changes; then a restored counter would reissue seqs
- * under the old epoch, the one failure this must prevent. The cost: every restart of Redis,
- * even a clean one that lost nothing, gives every user a new epoch, so resumes across it
- * answer `resumed:false` (clients reload history). It needs INFO to be allowed (some managed
- * services rename it; then every script fails loudly).
+ * So the log scripts come in generations (`_script_generations.ts`): a random token written into
+ * the script's source. A generation is booted by an EVAL of its source, which caches it on the
+ * very process that runs it, and is otherwise only ever called by SHA1. Every script stamps the
+ * meta with its generation when it names an epoch and compares it on every call: a meta stamped
+ * by another generation was written by another process (or before a reset), so the script names
+ * a new epoch and keeps the counter (never below the newest retained event), and clients that
+ * hold the old epoch get `resumed:false`. A restarted server, a restored snapshot, a promoted
+ * replica or another server behind a proxy that kept the client's TCP connection has no
+ * generation cached: the first call answers `NOSCRIPT`, and a new generation is booted there.
+ * Instances agree on one generation per slot through the slot's marker key, so they do not
+ * rename a user's epoch in turn. The check costs a GET and a hash field per call, where the
+ * `INFO server` it replaces cost about 4 µs of Redis time per script.
+ *
+ * What it costs: every restart of Redis, even a clean one that lost nothing, and every `SCRIPT
+ * FLUSH`, gives every user a new epoch, so resumes across it answer `resumed:false` (clients
+ * reload history). It needs Redis 7 (whose script cache is not replicated). What it cannot see:
+ * the same process getting back an older copy of its own data while it runs (`DEBUG RELOAD`,
+ * or a primary demoted by a partition, resynced, and promoted again, for slots no instance
+ * touched in between); reading the server's `run_id` had the same blind spot.
  *
  * ## Retention: a stream, trimmed exactly, never into a run in flight
  * A stream keyed by seq gives O(log n) reads of "everything after seq N" (XRANGE), compact
  * storage (listpacks, delta-encoded IDs), and built-in trimming; a sorted set would hold a
  * skiplist node and a dict entry per event for the same reads. Both limits stop at the
  * retention floor, the oldest `agent_started` of the active runs (`_engine_rules.ts`). Count:
- * `XADD MINID` at the smaller of the floor and `seq - count + 1` (exact, not `~`, so
- * `retention.count` is a true cap below the floor and `complete`/`resumed` answers are exact;
- * seqs in the stream are contiguous, so this keeps the newest `count`). Age: the scripts drop
- * entries below the floor whose `t` is older than `retention.seconds` (looking at the oldest
- * entries only). The stream key expires `retention.seconds` after the user's last publish
- * while no run is active, and with the meta hash while one is. The meta hash and the runs hash
- * live for at least a week after the last publish or catch-up, so a quiet user's epoch
- * survives.
+ * `XTRIM MINID` at the smaller of the floor and `seq - count + 1` after each batch (exact, not
+ * `~`, so `retention.count` is a true cap below the floor and `complete`/`resumed` answers are
+ * exact; seqs in the stream are contiguous, so this keeps the newest `count`). Age: the scripts
+ * drop entries below the floor whose `t` is older than `retention.seconds` (looking at the
+ * oldest entries only). The stream key expires `retention.seconds` after the user's last
+ * publish while no run is active, and with the meta hash while one is. The meta hash and the
+ * runs hash live for at least a week after the last publish or catch-up, so a quiet user's
+ * epoch survives.
  *
  * ## Purge and approvals
  * A purge hides a thread rather than deleting its entries (`XDEL` would leave holes that look
@@ -64,12 +75,19 @@
  * and recorded in one script; a decision is checked, published and recorded in another, so
  * two instances deciding at the same moment get one winner.
  *
+ * ## Batches
+ * Publishing is one script call for many events: {@link RedisEngine.publishMany} appends a
+ * run's pending events at once, and concurrent publishes for one user on one instance are
+ * coalesced (while a call for the user is in flight, the next ones wait and go together). The
+ * script assigns the seqs in order and applies every rule per event as a single publish would,
+ * and one SPUBLISH carries the batch.
+ *
  * ## Live delivery
- * One subscriber connection per engine, shared by all its subscriptions: a user's channel is
- * subscribed when the first local listener arrives and unsubscribed when the last leaves. The
- * publish script PUBLISHes `<seq> <epoch> <json>`. Pub/sub may lose messages, so each user's
- * {@link LiveFeed} tracks the last seq delivered, backfills from the stream on a gap and after
- * the subscriber reconnects, and drops duplicates.
+ * Sharded pub/sub (`_redis_link.ts`): a user's channel is subscribed when the first local
+ * listener arrives and unsubscribed when the last leaves, on the node that owns its slot. The
+ * publish script SPUBLISHes `<epoch>\n<seq> <json>\n…`. Pub/sub may lose messages, so each
+ * user's {@link LiveFeed} tracks the last seq delivered, backfills from the stream on a gap and
+ * after its subscription was made again (a reconnect, a failover), and drops duplicates.
  *
  * ## Failing fast
  * Commands never queue while Redis is down: `enableOfflineQueue: false`, `maxRetriesPerRequest:
@@ -79,7 +97,6 @@
  *
  * @module
  */
-import { Redis } from "ioredis";
 import type { RedisOptions } from "ioredis";
 import { systemClock } from "../_util/clock.ts";
 import type { Clock, Timer } from "../_util/clock.ts";
@@ -98,21 +115,15 @@ import {
   sortedRuns,
 } from "./_engine_rules.ts";
 import type { RunEventKind } from "./_engine_rules.ts";
+import { keySlot, slotTag } from "./_key_slot.ts";
 import { LiveFeed } from "./_live_feed.ts";
 import type { FeedSubscriber } from "./_live_feed.ts";
-import {
-  ACQUIRE_SOURCE,
-  CATCH_UP_SOURCE,
-  defineScript,
-  PUBLISH_SOURCE,
-  PURGE_SOURCE,
-  READ_AFTER_SOURCE,
-  READ_APPROVALS_SOURCE,
-  REQUEST_APPROVAL_SOURCE,
-  RESOLVE_APPROVAL_SOURCE,
-  runScript,
-} from "./_redis_scripts.ts";
-import type { RedisScript } from "./_redis_scripts.ts";
+import { createRedisLink } from "./_redis_link.ts";
+import type { RedisLink, RedisTarget } from "./_redis_link.ts";
+import { ACQUIRE_SOURCE, READ_APPROVALS_SOURCE } from "./_redis_scripts.ts";
+import type { GenerationOperation } from "./_redis_scripts.ts";
+import { GenerationUnsettledError, ScriptGenerations } from "./_script_generations.ts";
+import type { ScriptRunner } from "./_script_generations.ts";
 import type {
   ApprovalDecision,
   ApprovalRecord,
@@ -135,7 +146,11 @@ import type { EventRetention } from "./event_retention.ts";
 
 /** Options of {@link RedisEngine}. */
 export interface RedisEngineOptions {
-  /** `redis://` or `rediss://` URL. */
+  /**
+   * Where Redis is: `redis://` or `rediss://` for one server (or a proxy in front of one);
+   * `redis+cluster://host:port,host:port` (or `rediss+cluster://`) for a Redis Cluster, given
+   * by some of its nodes (user and password, when any, apply to every node).
+   */
   readonly url: string;
   /** Every key and channel starts with it and a colon. */
   readonly keyPrefix: string;
@@ -159,19 +174,6 @@ export interface RedisEngineOptions {
   readonly commandTimeoutMs?: number;
 }
 
-const SCRIPT_SOURCES = {
-  publish: PUBLISH_SOURCE,
-  catchUp: CATCH_UP_SOURCE,
-  readAfter: READ_AFTER_SOURCE,
-  purge: PURGE_SOURCE,
-  requestApproval: REQUEST_APPROVAL_SOURCE,
-  resolveApproval: RESOLVE_APPROVAL_SOURCE,
-  readApprovals: READ_APPROVALS_SOURCE,
-  acquire: ACQUIRE_SOURCE,
-} as const;
-
-type Scripts = { readonly [name in keyof typeof SCRIPT_SOURCES]: RedisScript };
-
 /** What a {@link RedisEngine} is built with, checked and defaulted. */
 interface Settings {
   readonly prefix: string;
@@ -190,6 +192,8 @@ interface UserKeys {
   readonly purged: string;
   readonly conns: string;
   readonly channel: string;
+  /** The slot of every key of the user. */
+  readonly slot: number;
   ended(runId: string): string;
   approvals(runId: string): string;
 }
@@ -205,10 +209,36 @@ interface FeedEntry {
   waiting: number;
 }
 
+/** Publishes waiting for one user, sent together once the call in flight returns. */
+interface Outbox {
+  readonly queue: PendingPublish[];
+  flying: boolean;
+}
+
+interface PendingPublish {
+  readonly events: readonly NewEvent[];
+  readonly done: PromiseWithResolvers<PublishResult[]>;
+}
+
+/** The scripts that need no generation, run through ioredis' `defineCommand`. */
+interface FixedScripts {
+  agentsocketAcquire(key: string, ...args: (string | number)[]): Promise<number>;
+  agentsocketReadApprovals(
+    approvals: string,
+    purged: string,
+    toolCallId: string,
+  ): Promise<string[]>;
+}
+
 type StreamEntry = [id: string, fields: string[]];
 
 /** A user's epoch and counter outlive the last publish or catch-up by at least this long. */
 const META_TTL_MS = 7 * 24 * 3600 * 1000;
+/**
+ * Events coalesced into one script call at most (a run's batch may be bigger and goes whole):
+ * a script holds Redis for its whole run, so a batch is kept to about a millisecond.
+ */
+const MAX_COALESCED_EVENTS = 256;
 /** Reply errors that mean "Redis cannot serve now", not "the request is wrong". */
 const UNAVAILABLE_REPLY = /^(LOADING|READONLY|OOM|BUSY|MISCONF|MASTERDOWN|TRYAGAIN|CLUSTERDOWN)/;
 
@@ -236,18 +266,15 @@ export class RedisEngine implements EventEngine {
 
   /** The settings, fixed at construction. */
   #o: Settings;
-  #cmd: Redis;
-  #sub: Redis;
-  #scripts: Promise<Scripts>;
+  #link: RedisLink;
+  #generations: ScriptGenerations;
   #feeds = new Map<string, FeedEntry>();
+  #outboxes = new Map<string, Outbox>();
   #controlHandlers = new Set<(message: ControlMessage) => void>();
   /** Connections this instance counted, by user, renewed until released. */
   #held = new Map<string, Set<string>>();
   #renewTimer?: Timer;
-  #subscriberLive = false;
-  #subscriberGeneration = 0;
-  #down = new Set<string>();
-  /** Settled while both connections are up; replaced by a pending one when either drops. */
+  /** Settled while the link is up; replaced by a pending one when it goes down. */
   #connected = Promise.withResolvers<void>();
   #isConnected = false;
   #closed = false;
@@ -257,6 +284,7 @@ export class RedisEngine implements EventEngine {
    * Starts connecting in the background; no call waits for it.
    *
    * @throws {RangeError} for a bad retention, TTL or timeout.
+   * @throws {TypeError} for a URL that names no server.
    */
   constructor(options: RedisEngineOptions) {
     checkRetention(options.retention);
@@ -272,44 +300,48 @@ export class RedisEngine implements EventEngine {
     const commandTimeout = positive("commandTimeoutMs", options.commandTimeoutMs ?? 2_000);
     this.#connected.promise.catch(() => {}); // a close before connecting is not an error
 
-    const name = `${this.#o.prefix}:${this.#o.instanceId}`.replace(/[^\w.:-]/g, "_");
-    const base: RedisOptions = {
+    const { target, auth } = parseRedisUrl(options.url);
+    const redis: RedisOptions = {
+      ...auth,
       enableOfflineQueue: false, // fail fast while Redis is down, never queue
       maxRetriesPerRequest: 0, // a command in flight when the connection drops fails at once
       autoResendUnfulfilledCommands: false, // never run a publish twice
-      autoResubscribe: false, // resubscribed by hand, so a backfill can follow
+      autoResubscribe: false, // resubscribed by the link, so a backfill can follow
       commandTimeout,
       connectTimeout: Math.max(commandTimeout, 1_000),
       disconnectTimeout: 0, // close() destroys the socket at once; no timer outlives it
       retryStrategy: (attempt) => Math.min(50 * 2 ** Math.min(attempt, 6), 2_000),
     };
-    this.#cmd = new Redis(options.url, { ...base, connectionName: `${name}:cmd` });
-    this.#sub = new Redis(options.url, { ...base, connectionName: `${name}:sub` });
-    this.#watch(this.#cmd, "command");
-    this.#watch(this.#sub, "subscriber");
-    this.#cmd.on("ready", () => this.#checkConnected());
-    this.#cmd.on("close", () => this.#disconnected());
-    this.#sub.on("ready", () => void this.#onSubscriberReady());
-    this.#sub.on("close", () => {
-      this.#subscriberLive = false;
-      this.#disconnected();
+    this.#link = createRedisLink(target, {
+      redis,
+      name: `${this.#o.prefix}:${this.#o.instanceId}`.replace(/[^\w.:-]/g, "_"),
+      required: this.#o.controlChannel,
+      log: this.#o.log,
+      events: {
+        message: (channel, message) => this.#onMessage(channel, message),
+        resubscribed: (channels) => {
+          // Messages published while a subscription was down were lost: read them back.
+          for (const channel of channels) this.#feeds.get(channel)?.feed.resync();
+        },
+        changed: () => this.#checkConnected(),
+      },
     });
-    this.#sub.on(
-      "message",
-      (channel: string, message: string) => this.#onMessage(channel, message),
-    );
-    this.#scripts = Promise.all(
-      Object.entries(SCRIPT_SOURCES).map(async ([name, source]) =>
-        [name, await defineScript(source)] as const
-      ),
-    ).then((defined) => Object.fromEntries(defined) as Scripts);
+    const commands = this.#link.commands;
+    commands.defineCommand("agentsocketAcquire", { numberOfKeys: 1, lua: ACQUIRE_SOURCE });
+    commands.defineCommand("agentsocketReadApprovals", {
+      numberOfKeys: 2,
+      lua: READ_APPROVALS_SOURCE,
+    });
+    this.#generations = new ScriptGenerations(commands as unknown as ScriptRunner, {
+      serverOf: (slot) => this.#link.serverOf(slot),
+    });
     this.#scheduleRenewal();
   }
 
   /**
-   * Resolves once both connections are up and the control channel is subscribed (the state in
-   * which {@link ping} resolves): at once when they are, else when they come (back). Rejects
-   * when the engine is closed first or `signal` aborts.
+   * Resolves once the command connection is up and the control channel is subscribed (the
+   * state in which {@link ping} resolves): at once when they are, else when they come (back).
+   * Rejects when the engine is closed first or `signal` aborts.
    */
   whenConnected(options: { signal?: AbortSignal } = {}): Promise<void> {
     const { signal } = options;
@@ -324,24 +356,30 @@ export class RedisEngine implements EventEngine {
     });
   }
 
+  /** Generations of the log script this instance booted (a Redis restart shows here). */
+  get scriptBoots(): number {
+    return this.#generations.boots;
+  }
+
   async publish(userId: string, event: NewEvent): Promise<PublishResult> {
-    const reply = await this.#append(userId, {
-      script: "publish",
-      runId: event.runId,
-      args: [event.runId, event.threadId, KIND_FLAG[runEventKind(event.name)], encodeEvent(event)],
-    }) as AppendReply;
-    if (reply[0] !== 1) return refusal(reply);
-    const { threadId, runId, name, data, ts } = event;
-    return {
-      published: true,
-      epoch: reply[2],
-      event: { seq: reply[1], threadId, runId, name, data, ts },
-    };
+    const [result] = await this.publishMany(userId, [event]);
+    return result;
+  }
+
+  publishMany(userId: string, events: readonly NewEvent[]): Promise<PublishResult[]> {
+    if (events.length === 0) return Promise.resolve([]);
+    if (this.#closed) return Promise.reject(unavailable("the engine is closed"));
+    let outbox = this.#outboxes.get(userId);
+    if (!outbox) this.#outboxes.set(userId, outbox = { queue: [], flying: false });
+    const done = Promise.withResolvers<PublishResult[]>();
+    outbox.queue.push({ events, done });
+    if (!outbox.flying) void this.#flush(userId, outbox);
+    return done.promise;
   }
 
   async subscribe(userId: string, listener: EventListener): Promise<EventSubscription> {
     this.#assertOpen();
-    if (!this.#subscriberLive) throw unavailable("the subscriber connection is down");
+    if (!this.#link.up) throw unavailable("the subscriber connection is down");
     const channel = this.#keys(userId).channel;
     let entry = this.#feeds.get(channel);
     if (!entry) {
@@ -378,19 +416,15 @@ export class RedisEngine implements EventEngine {
   }
 
   async catchUp(userId: string, resume?: ResumePosition): Promise<CatchUp> {
-    const keys = this.#keys(userId);
     const resumable = isResumable(resume);
-    const reply = await this.#run("catchUp", [keys.meta, keys.log, keys.runs, keys.purged], [
-      randomEpoch(),
-      this.#o.clock.now(),
-      this.#o.retention.seconds * 1000,
-      META_TTL_MS,
+    const reply = await this.#log(userId, "catchup", [], [
       resumable ? resume.epoch : "",
       resumable ? resume.after : 0,
-    ]) as [string, number, number, string[], StreamEntry[], string[]];
-    const [epoch, seq, resumed, flatRuns, entries, purged] = reply;
+    ]) as [string, number, number, string[], StreamEntry[], string[], number];
+    const [epoch, seq, resumed, flatRuns, entries, purged, first] = reply;
     const activeRuns = decodeRuns(flatRuns);
-    let events = decodeEntries(entries, purged);
+    const after = resumed === 1 ? (resume as ResumePosition).after : 0;
+    let events = decodeEntries(entries, { purged, from: Math.max(first, after + 1) });
     if (resumed !== 1) events = activeRunEvents(events, activeRuns);
     return { epoch, seq, activeRuns, resumed: resumed === 1, events };
   }
@@ -404,12 +438,13 @@ export class RedisEngine implements EventEngine {
     const found = new Map<string, RunSeqs>();
     if (runIds.length === 0) return found;
     const keys = this.#keys(userId);
+    const commands = this.#link.commands;
     let starts: (string | null)[];
     let ends: (string | null)[];
     try {
       [starts, ends] = await Promise.all([
-        this.#cmd.hmget(keys.runs, ...runIds),
-        this.#cmd.mget(...runIds.map((runId) => keys.ended(runId))),
+        commands.hmget(keys.runs, ...runIds),
+        commands.mget(...runIds.map((runId) => keys.ended(runId))), // one slot: the user's tag
       ]);
     } catch (error) {
       throw asUnavailable(error);
@@ -424,14 +459,7 @@ export class RedisEngine implements EventEngine {
   }
 
   async purgeThread(userId: string, threadId: string): Promise<void> {
-    const keys = this.#keys(userId);
-    await this.#run("purge", [keys.meta, keys.log, keys.runs, keys.purged], [
-      randomEpoch(),
-      this.#o.clock.now(),
-      this.#o.retention.seconds * 1000,
-      META_TTL_MS,
-      threadId,
-    ]);
+    await this.#log(userId, "purge", [], [threadId]);
   }
 
   async requestApproval(
@@ -446,19 +474,30 @@ export class RedisEngine implements EventEngine {
     const head = `{"threadId":${JSON.stringify(threadId)},"runId":${JSON.stringify(runId)},` +
       `"name":"tool_approval_requested","ts":${JSON.stringify(request.ts)},"data":` +
       (dataJson === "{}" ? "{" : `${dataJson.slice(0, -1)},`) + `"expiresAt":"`;
-    const reply = await this.#append(userId, {
-      script: "requestApproval",
+    const keys = this.#keys(userId);
+    const reply = await this.#log(userId, "request", [keys.ended(runId), keys.approvals(runId)], [
       runId,
-      args: [runId, threadId, data.toolCallId, data.tool, options.timeoutMs, head, `"}}`],
-    }) as AppendReply | [1, number, string, string] | [3];
-    if (reply[0] === 3) return { published: false, reason: "already_requested" };
-    if (reply[0] !== 1) return refusal(reply);
-    const expiresAt = (reply as [1, number, string, string])[3];
+      threadId,
+      data.toolCallId,
+      data.tool,
+      options.timeoutMs,
+      head,
+      `"}}`,
+    ]) as [1, number, string, string] | [0, number] | [2] | [3];
+    switch (reply[0]) {
+      case 3:
+        return { published: false, reason: "already_requested" };
+      case 2:
+        return { published: false, reason: "thread_purged" };
+      case 0:
+        return { published: false, reason: "run_ended", endSeq: reply[1] };
+    }
+    const [, seq, epoch, expiresAt] = reply;
     return {
       published: true,
-      epoch: reply[2],
+      epoch,
       event: {
-        seq: reply[1],
+        seq,
         threadId,
         runId,
         name: "tool_approval_requested",
@@ -474,19 +513,16 @@ export class RedisEngine implements EventEngine {
   ): Promise<ResolveApprovalResult> {
     checkDecision(decision);
     const { runId, toolCallId, approved, by, reason } = decision;
-    const reply = await this.#append(userId, {
-      script: "resolveApproval",
+    const keys = this.#keys(userId);
+    const reply = await this.#log(userId, "resolve", [keys.ended(runId), keys.approvals(runId)], [
       runId,
-      args: [
-        runId,
-        toolCallId,
-        approved ? 1 : 0,
-        by,
-        reason === undefined ? 0 : 1,
-        reason ?? "",
-        decision.ts,
-      ],
-    }) as [string, ...(string | number)[]];
+      toolCallId,
+      approved ? 1 : 0,
+      by,
+      reason === undefined ? 0 : 1,
+      reason ?? "",
+      decision.ts,
+    ]) as [string, ...(string | number)[]];
     switch (reply[0]) {
       case "resolved": {
         const [, seq, epoch, threadId, tool] = reply as [string, number, string, string, string];
@@ -534,7 +570,7 @@ export class RedisEngine implements EventEngine {
   async now(): Promise<number> {
     this.#assertOpen();
     try {
-      const [seconds, micros] = await this.#cmd.time();
+      const [seconds, micros] = await this.#link.commands.time();
       return Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
     } catch (error) {
       throw asUnavailable(error);
@@ -542,15 +578,22 @@ export class RedisEngine implements EventEngine {
   }
 
   async acquireConnection(userId: string, connectionId: string, limit: number): Promise<boolean> {
+    this.#assertOpen();
     const now = this.#o.clock.now();
     const ttl = this.#o.connectionTtlMs;
-    const counted = await this.#run("acquire", [this.#keys(userId).conns], [
-      connectionId,
-      now,
-      now + ttl,
-      limit,
-      ttl,
-    ]);
+    let counted: number;
+    try {
+      counted = await this.#fixed.agentsocketAcquire(
+        this.#keys(userId).conns,
+        connectionId,
+        now,
+        now + ttl,
+        limit,
+        ttl,
+      );
+    } catch (error) {
+      throw asUnavailable(error);
+    }
     if (counted !== 1) return false;
     let held = this.#held.get(userId);
     if (!held) this.#held.set(userId, held = new Set());
@@ -563,7 +606,7 @@ export class RedisEngine implements EventEngine {
     if (held?.delete(connectionId) && held.size === 0) this.#held.delete(userId);
     if (this.#closed) return; // close() gave back every connection this instance counted
     try {
-      await this.#cmd.zrem(this.#keys(userId).conns, connectionId);
+      await this.#link.commands.zrem(this.#keys(userId).conns, connectionId);
     } catch (error) {
       throw asUnavailable(error); // not renewed any more: it expires on its own
     }
@@ -572,7 +615,7 @@ export class RedisEngine implements EventEngine {
   async sendControl(message: ControlMessage): Promise<void> {
     this.#assertOpen();
     try {
-      await this.#cmd.publish(this.#o.controlChannel, JSON.stringify(message));
+      await this.#link.commands.spublish(this.#o.controlChannel, JSON.stringify(message));
     } catch (error) {
       throw asUnavailable(error);
     }
@@ -586,15 +629,15 @@ export class RedisEngine implements EventEngine {
 
   async ping(): Promise<void> {
     this.#assertOpen();
-    if (!this.#subscriberLive) throw unavailable("the subscriber connection is down");
+    if (!this.#link.up) throw unavailable("the subscriber connection is down");
     try {
-      await this.#cmd.ping();
+      await this.#link.commands.ping();
     } catch (error) {
       throw asUnavailable(error);
     }
   }
 
-  /** Releases this instance's connections, stops the timers and closes both connections. */
+  /** Releases this instance's connections, stops the timers and closes every connection. */
   close(): Promise<void> {
     this.#closing ??= this.#close();
     return this.#closing;
@@ -608,62 +651,145 @@ export class RedisEngine implements EventEngine {
     this.#feeds.clear();
     this.#controlHandlers.clear();
     this.#connected.reject(unavailable("the engine was closed"));
-    if (this.#held.size > 0 && this.#cmd.status === "ready") {
+    for (const outbox of this.#outboxes.values()) {
+      for (const pending of outbox.queue.splice(0)) {
+        pending.done.reject(unavailable("the engine was closed"));
+      }
+    }
+    if (this.#held.size > 0 && this.#link.commands.status === "ready") {
       // Give the slots back now rather than letting them expire.
-      const pipeline = this.#cmd.pipeline();
+      const pipeline = this.#link.commands.pipeline();
       for (const [userId, ids] of this.#held) pipeline.zrem(this.#keys(userId).conns, ...ids);
       await pipeline.exec().catch(() => {});
     }
     this.#held.clear();
-    await Promise.all([disconnect(this.#cmd), disconnect(this.#sub)]);
+    await this.#link.close();
   }
 
   // ---- commands -----------------------------------------------------------------------------
 
-  async #readRange(userId: string, after: number): Promise<EventRange> {
+  get #fixed(): FixedScripts {
+    return this.#link.commands as unknown as FixedScripts;
+  }
+
+  /** Sends the user's waiting publishes, as few script calls as the batch limit allows. */
+  async #flush(userId: string, outbox: Outbox): Promise<void> {
+    outbox.flying = true;
+    try {
+      while (outbox.queue.length > 0 && !this.#closed) {
+        const batch: PendingPublish[] = [outbox.queue.shift()!];
+        let size = batch[0].events.length;
+        while (
+          outbox.queue.length > 0 && size + outbox.queue[0].events.length <= MAX_COALESCED_EVENTS
+        ) {
+          const next = outbox.queue.shift()!;
+          batch.push(next);
+          size += next.events.length;
+        }
+        const events = batch.length === 1 ? batch[0].events : batch.flatMap((p) => p.events);
+        try {
+          const results = await this.#appendBatch(userId, events);
+          let from = 0;
+          for (const pending of batch) {
+            pending.done.resolve(results.slice(from, from += pending.events.length));
+          }
+        } catch (error) {
+          for (const pending of batch) pending.done.reject(error);
+        }
+      }
+    } finally {
+      outbox.flying = false;
+      if (outbox.queue.length === 0 && this.#outboxes.get(userId) === outbox) {
+        this.#outboxes.delete(userId);
+      }
+    }
+  }
+
+  /** Appends events of any runs of one user in one script call. */
+  async #appendBatch(userId: string, events: readonly NewEvent[]): Promise<PublishResult[]> {
     const keys = this.#keys(userId);
+    const runKeys: string[] = [];
+    const runIds: string[] = [];
+    const runIndex = new Map<string, number>();
+    const eventArgs: string[] = [];
+    for (const event of events) {
+      let ri = runIndex.get(event.runId);
+      if (ri === undefined) {
+        runIds.push(event.runId);
+        runIndex.set(event.runId, ri = runIds.length);
+        runKeys.push(keys.ended(event.runId), keys.approvals(event.runId));
+      }
+      eventArgs.push(
+        `${KIND_FLAG[runEventKind(event.name)]}${ri}`,
+        event.threadId,
+        encodeEvent(event),
+      );
+    }
+    const reply = await this.#log(
+      userId,
+      "publish",
+      runKeys,
+      [runIds.length, ...runIds, ...eventArgs],
+    ) as (string | number)[];
+    const epoch = reply[0] as string;
+    return events.map((event, i): PublishResult => {
+      const code = reply[1 + 2 * i] as number;
+      const value = reply[2 + 2 * i] as number;
+      if (code === 1) {
+        const { threadId, runId, name, data, ts } = event;
+        return { published: true, epoch, event: { seq: value, threadId, runId, name, data, ts } };
+      }
+      return code === 2
+        ? { published: false, reason: "thread_purged" }
+        : { published: false, reason: "run_ended", endSeq: value };
+    });
+  }
+
+  async #readRange(userId: string, after: number): Promise<EventRange> {
     const from = Number.isFinite(after) ? Math.max(0, Math.floor(after)) : 0;
-    const reply = await this.#run("readAfter", [keys.meta, keys.log, keys.runs, keys.purged], [
-      randomEpoch(),
-      this.#o.clock.now(),
-      this.#o.retention.seconds * 1000,
-      META_TTL_MS,
-      from,
-    ]) as [string, number, number, StreamEntry[], string[]];
-    const [epoch, seq, complete, entries, purged] = reply;
-    return { epoch, seq, complete: complete === 1, events: decodeEntries(entries, purged) };
+    const reply = await this.#log(userId, "read", [], [from]) as [
+      string,
+      number,
+      number,
+      StreamEntry[],
+      string[],
+      number,
+    ];
+    const [epoch, seq, complete, entries, purged, first] = reply;
+    const events = decodeEntries(entries, { purged, from: Math.max(first, from + 1) });
+    return { epoch, seq, complete: complete === 1, events };
   }
 
   /**
-   * Runs a script that appends through `append()` (see `_redis_scripts.ts`) for an event of
-   * `runId`: the six keys and first six arguments `append()` takes, then `args`.
+   * Runs an operation of the user's log script (`_redis_scripts.ts`): the marker and the four
+   * keys every operation takes, then `extraKeys`; the arguments every operation takes, then
+   * `args`.
    */
-  #append(
+  async #log(
     userId: string,
-    call: {
-      readonly script: "publish" | "requestApproval" | "resolveApproval";
-      readonly runId: string;
-      readonly args: readonly (string | number)[];
-    },
+    op: GenerationOperation,
+    extraKeys: readonly string[],
+    args: readonly (string | number)[],
   ): Promise<unknown> {
-    const { script, runId, args } = call;
+    this.#assertOpen();
     const keys = this.#keys(userId);
-    return this.#run(script, [
-      keys.meta,
-      keys.log,
-      keys.runs,
-      keys.ended(runId),
-      keys.purged,
-      keys.approvals(runId),
-    ], [
-      randomEpoch(),
-      this.#o.clock.now(),
-      this.#o.retention.count,
-      this.#o.retention.seconds * 1000,
-      META_TTL_MS,
-      keys.channel,
-      ...args,
-    ]);
+    try {
+      return await this.#generations.run(keys.slot, op, {
+        marker: `${this.#o.prefix}:{${slotTag(keys.slot)}}:gen`,
+        keys: [keys.meta, keys.log, keys.runs, keys.purged, ...extraKeys],
+        args: [
+          randomEpoch(),
+          this.#o.clock.now(),
+          this.#o.retention.count,
+          this.#o.retention.seconds * 1000,
+          META_TTL_MS,
+          keys.channel,
+          ...args,
+        ],
+      });
+    } catch (error) {
+      throw asUnavailable(error);
+    }
   }
 
   async #readApprovals(
@@ -671,10 +797,18 @@ export class RedisEngine implements EventEngine {
     runId: string,
     toolCallId: string,
   ): Promise<ApprovalRecord[]> {
+    this.#assertOpen();
     const keys = this.#keys(userId);
-    const flat = await this.#run("readApprovals", [keys.approvals(runId), keys.purged], [
-      toolCallId,
-    ]) as string[];
+    let flat: string[];
+    try {
+      flat = await this.#fixed.agentsocketReadApprovals(
+        keys.approvals(runId),
+        keys.purged,
+        toolCallId,
+      );
+    } catch (error) {
+      throw asUnavailable(error);
+    }
     const records: ApprovalRecord[] = [];
     for (let i = 0; i < flat.length; i += 2) {
       records.push(decodeApproval(runId, flat[i], flat[i + 1]));
@@ -682,22 +816,9 @@ export class RedisEngine implements EventEngine {
     return records;
   }
 
-  async #run(
-    script: keyof Scripts,
-    keys: readonly string[],
-    args: readonly (string | number)[],
-  ): Promise<unknown> {
-    this.#assertOpen();
-    const scripts = await this.#scripts;
-    try {
-      return await runScript(this.#cmd, scripts[script], keys, args);
-    } catch (error) {
-      throw asUnavailable(error);
-    }
-  }
-
   #keys(userId: string): UserKeys {
-    const base = `${this.#o.prefix}:{${encodeURIComponent(userId)}}`;
+    const tag = encodeURIComponent(userId);
+    const base = `${this.#o.prefix}:{${tag}}`;
     return {
       meta: `${base}:meta`,
       log: `${base}:log`,
@@ -705,6 +826,7 @@ export class RedisEngine implements EventEngine {
       purged: `${base}:purged`,
       conns: `${base}:conns`,
       channel: `${base}:events`,
+      slot: keySlot(`{${tag}}`),
       ended: (runId) => `${base}:ended:${runId}`,
       approvals: (runId) => `${base}:approvals:${runId}`,
     };
@@ -716,66 +838,30 @@ export class RedisEngine implements EventEngine {
 
   // ---- connections and subscriptions --------------------------------------------------------
 
-  #watch(redis: Redis, role: string): void {
-    redis.on("error", (error: Error) => {
-      if (this.#closed || this.#down.has(role)) return;
-      this.#down.add(role);
-      this.#o.log.warn("redis connection lost; reconnecting in the background", {
-        instanceId: this.#o.instanceId,
-        connection: role,
-        error: errorMessage(error),
-      });
-    });
-    redis.on("ready", () => {
-      if (!this.#down.delete(role)) return;
-      this.#o.log.info("redis connection restored", {
-        instanceId: this.#o.instanceId,
-        connection: role,
-      });
-    });
-  }
-
-  async #onSubscriberReady(): Promise<void> {
-    const generation = ++this.#subscriberGeneration;
-    const channels = [this.#o.controlChannel, ...this.#feeds.keys()];
-    try {
-      await this.#sub.subscribe(...channels);
-    } catch (error) {
-      // The connection dropped again; its next "ready" retries.
-      this.#o.log.debug("resubscribe failed", { error: errorMessage(error) });
-      return;
-    }
-    if (this.#closed || generation !== this.#subscriberGeneration) return;
-    this.#subscriberLive = true;
-    this.#checkConnected();
-    // Messages published while the connection was down were lost: read them back.
-    for (const entry of this.#feeds.values()) entry.feed.resync();
-  }
-
   #checkConnected(): void {
-    if (this.#isConnected || !this.#subscriberLive || this.#cmd.status !== "ready") return;
-    this.#isConnected = true;
-    this.#connected.resolve();
-  }
-
-  #disconnected(): void {
-    if (!this.#isConnected || this.#closed) return;
-    this.#isConnected = false;
-    this.#connected = Promise.withResolvers<void>();
-    this.#connected.promise.catch(() => {});
+    if (this.#closed) return;
+    const up = this.#link.up;
+    if (up && !this.#isConnected) {
+      this.#isConnected = true;
+      this.#connected.resolve();
+    } else if (!up && this.#isConnected) {
+      this.#isConnected = false;
+      this.#connected = Promise.withResolvers<void>();
+      this.#connected.promise.catch(() => {});
+    }
   }
 
   async #startFeed(channel: string, entry: FeedEntry): Promise<void> {
     try {
-      await this.#sub.subscribe(channel);
+      await this.#link.subscribe(channel);
       // The head read after the subscription is confirmed: everything newer reaches the feed.
-      const head = await this.#readRange(entry.userId, Number.MAX_SAFE_INTEGER);
-      entry.feed.start(head);
+      const head = await this.#log(entry.userId, "head", [], []) as [string, number];
+      entry.feed.start({ epoch: head[0], seq: head[1] });
     } catch (error) {
       if (this.#feeds.get(channel) === entry) {
         this.#feeds.delete(channel);
         entry.feed.close();
-        this.#sub.unsubscribe(channel).catch(() => {});
+        this.#link.unsubscribe(channel);
       }
       throw asUnavailable(error);
     }
@@ -786,20 +872,25 @@ export class RedisEngine implements EventEngine {
     if (this.#feeds.get(channel) !== entry) return;
     this.#feeds.delete(channel);
     entry.feed.close();
-    if (!this.#closed) this.#sub.unsubscribe(channel).catch(() => {});
+    if (!this.#closed) this.#link.unsubscribe(channel);
   }
 
   #onMessage(channel: string, message: string): void {
     if (channel === this.#o.controlChannel) return this.#onControlMessage(message);
     const entry = this.#feeds.get(channel);
     if (!entry) return;
-    const first = message.indexOf(" ");
-    const second = message.indexOf(" ", first + 1);
     try {
-      const seq = Number(message.slice(0, first));
-      const epoch = message.slice(first + 1, second);
-      const event = decodeEvent(seq, message.slice(second + 1));
-      entry.feed.receive({ epoch, event });
+      // `<epoch> <first seq>\n<JSON>\n<JSON>…` (JSON never holds a raw newline).
+      let at = message.indexOf("\n");
+      const space = message.indexOf(" ");
+      const epoch = message.slice(0, space);
+      let seq = Number(message.slice(space + 1, at));
+      while (at !== -1) {
+        const next = message.indexOf("\n", at + 1);
+        const event = decodeEvent(seq++, message.slice(at + 1, next === -1 ? undefined : next));
+        entry.feed.receive({ epoch, event });
+        at = next;
+      }
     } catch (error) {
       this.#o.log.error("malformed event message", { channel, error: errorMessage(error) });
     }
@@ -826,9 +917,10 @@ export class RedisEngine implements EventEngine {
 
   /** Pushes the expiry of every connection this instance holds. */
   #renew(): void {
-    if (this.#held.size === 0 || this.#cmd.status !== "ready") return;
+    const commands = this.#link.commands;
+    if (this.#held.size === 0 || commands.status !== "ready") return;
     const expiry = this.#o.clock.now() + this.#o.connectionTtlMs;
-    const pipeline = this.#cmd.pipeline();
+    const pipeline = commands.pipeline();
     for (const [userId, ids] of this.#held) {
       const conns = this.#keys(userId).conns;
       // XX: a connection released meanwhile (its ZREM already ran) is never brought back.
@@ -839,6 +931,35 @@ export class RedisEngine implements EventEngine {
       this.#o.log.debug("connection renewal failed", { error: errorMessage(error) });
     });
   }
+}
+
+/**
+ * Reads the engine's URL: one server, or a cluster (`redis+cluster://` / `rediss+cluster://`
+ * with a comma list of `host:port`), with the user and password of the URL.
+ *
+ * @throws {TypeError} when a cluster URL names no node.
+ */
+export function parseRedisUrl(
+  url: string,
+): { readonly target: RedisTarget; readonly auth: RedisOptions } {
+  const match = /^(rediss?)\+cluster:\/\/(?:([^@/]*)@)?([^/?#]*)/i.exec(url);
+  if (!match) return { target: { url }, auth: {} };
+  const [, scheme, userinfo, hosts] = match;
+  const clusterNodes = hosts.split(",").map((h) => h.trim()).filter((h) => h.length > 0);
+  if (clusterNodes.length === 0 || clusterNodes.some((h) => !/:\d+$/.test(h))) {
+    throw new TypeError(
+      `Cannot connect to Redis Cluster: expected "host:port" nodes, received "${hosts}"`,
+    );
+  }
+  const auth: { username?: string; password?: string; tls?: Record<string, never> } = {};
+  if (userinfo) {
+    const colon = userinfo.indexOf(":");
+    const user = decodeURIComponent(colon === -1 ? userinfo : userinfo.slice(0, colon));
+    if (colon !== -1) auth.password = decodeURIComponent(userinfo.slice(colon + 1));
+    if (user) auth.username = user;
+  }
+  if (scheme.toLowerCase() === "rediss") auth.tls = {};
+  return { target: { clusterNodes }, auth };
 }
 
 function encodeEvent(event: NewEvent): string {
@@ -857,19 +978,33 @@ function decodeEvent(seq: number, json: string): UserEvent {
 }
 
 /**
- * Stream entries `[<seq>-0, ["t", ms, "h", threadId, "e", json]]` as events, leaving out those
- * of `purged` threads by their `h` field, before decoding. (Entries written before `h` existed
- * are decoded first.)
+ * Stream entries as events, from seq `from` on, leaving out those of `purged` threads by their
+ * thread id before decoding. An entry `<first seq>-<ms>` holds `<thread id> <JSON>` pairs, the
+ * first with its seq and each next one with the next; an entry `<seq>-0` is one event as an
+ * earlier version wrote it (`t <ms> [h <thread id>] e <JSON>`).
  */
-function decodeEntries(entries: readonly StreamEntry[], purged: readonly string[]): UserEvent[] {
-  const hidden = new Set(purged);
+function decodeEntries(
+  entries: readonly StreamEntry[],
+  options: { readonly purged: readonly string[]; readonly from: number },
+): UserEvent[] {
+  const hidden = new Set(options.purged);
   const events: UserEvent[] = [];
   for (const [id, fields] of entries) {
-    const h = fields.indexOf("h");
-    if (h !== -1 && hidden.has(fields[h + 1])) continue;
-    const event = decodeEvent(Number.parseInt(id, 10), fields[fields.indexOf("e") + 1]);
-    if (h === -1 && hidden.has(event.threadId)) continue;
-    events.push(event);
+    const first = Number.parseInt(id, 10);
+    if (id.endsWith("-0")) {
+      if (first < options.from) continue;
+      const h = fields.indexOf("h");
+      if (h !== -1 && hidden.has(fields[h + 1])) continue;
+      const event = decodeEvent(first, fields[fields.indexOf("e") + 1]);
+      if (h === -1 && hidden.has(event.threadId)) continue;
+      events.push(event);
+      continue;
+    }
+    for (let i = 0; i < fields.length; i += 2) {
+      const seq = first + i / 2;
+      if (seq < options.from || hidden.has(fields[i])) continue;
+      events.push(decodeEvent(seq, fields[i + 1]));
+    }
   }
   return events;
 }
@@ -887,14 +1022,6 @@ function decodeRuns(flat: readonly string[]): ActiveRun[] {
     });
   }
   return sortedRuns(runs);
-}
-
-type AppendReply = [1, number, string] | [0, number?] | [2];
-
-/** `append()`'s refusal reply as a {@link PublishResult}. */
-function refusal(reply: AppendReply): PublishResult & { published: false } {
-  if (reply[0] === 2) return { published: false, reason: "thread_purged" };
-  return { published: false, reason: "run_ended", endSeq: reply[1] as number };
 }
 
 /** An approval record as the scripts store it (see the module doc's key list). */
@@ -925,22 +1052,8 @@ function asUnavailable(error: unknown): unknown {
   if (
     error instanceof Error && error.name === "ReplyError" && !UNAVAILABLE_REPLY.test(error.message)
   ) return error;
+  if (error instanceof GenerationUnsettledError) return unavailable(error.message, error);
   return unavailable(errorMessage(error), error);
-}
-
-/** Closes a connection and waits until its socket (and ioredis' timers) are gone. */
-async function disconnect(redis: Redis): Promise<void> {
-  if (redis.status === "end") return;
-  if (redis.status === "reconnecting" || redis.status === "close") {
-    // No live socket: disconnect() only cancels the reconnect timer, and arms a destroy timer
-    // for the dead socket (disconnectTimeout 0) that no "end" follows; let that timer run.
-    redis.disconnect();
-    await new Promise((resolve) => setTimeout(resolve, 0));
-    return;
-  }
-  const ended = new Promise<void>((resolve) => redis.once("end", () => resolve()));
-  redis.disconnect();
-  await ended;
 }
 
 function positive(field: string, value: number): number {
