@@ -37,7 +37,7 @@ export interface RunDriverDeps {
   readonly agent: Agent;
   readonly tools: ToolRegistry;
   readonly store: Pick<ChatStore, "threadHistory">;
-  readonly engine: Pick<EventEngine, "publish">;
+  readonly engine: Pick<EventEngine, "publish" | "publishMany">;
   readonly clock: Clock;
   readonly log: Logger;
   readonly stamper: EventStamper;

@@ -1,10 +1,11 @@
 /**
- * Publishes one run's events, in order, one at a time: pieces of the reply through a
- * {@link PieceCoalescer}, every other event after the pieces that wait (a piece waiting to be
- * flushed is published before any other event of its run). Publishing does not block the
- * agent: events queue and a single pump sends them. When the engine fails, or refuses because
- * another instance already ended the run, the pump stops and keeps what it could not send, for
- * the run's ending to publish (or drop).
+ * Publishes one run's events, in order: pieces of the reply through a {@link PieceCoalescer},
+ * every other event after the pieces that wait (a piece waiting to be flushed is published
+ * before any other event of its run). Publishing does not block the agent: events queue and a
+ * single pump sends them, all that queued while the previous call was out in one
+ * `publishMany` (one round trip to a shared engine however fast the agent emits). When the
+ * engine fails, or refuses because another instance already ended the run, the pump stops and
+ * keeps what it could not send, for the run's ending to publish (or drop).
  *
  * @module
  */
@@ -15,10 +16,12 @@ import type { EventStamper, NamedEvent, RunRef } from "./run_events.ts";
 
 /** How many events a run publishes before it yields to the event loop. */
 const YIELD_EVERY_EVENTS = 32;
+/** At most this many events go in one `publishMany` call (a script holds Redis while it runs). */
+const MAX_BATCH_EVENTS = 128;
 
 /** Options of {@link RunPublisher}. */
 export interface RunPublisherOptions {
-  readonly engine: Pick<EventEngine, "publish">;
+  readonly engine: Pick<EventEngine, "publishMany">;
   readonly clock: Clock;
   readonly stamper: EventStamper;
   /** Pieces within this many ms go out as one event. @default 40 */
@@ -115,24 +118,31 @@ export class RunPublisher {
 
   async #pump(): Promise<void> {
     while (this.#queue.length > 0 && !this.#stopped) {
-      const event = this.#queue[0];
-      let result: PublishResult;
+      const batch = this.#queue.slice(0, MAX_BATCH_EVENTS);
+      let results: PublishResult[];
       try {
-        result = await this.#o.engine.publish(this.#run.userId, event);
+        results = await this.#o.engine.publishMany(this.#run.userId, batch);
       } catch (error) {
         this.#stopped = { kind: "failed", error };
         return;
       }
-      this.#queue.shift();
-      if (!result.published) {
-        this.#stopped = { kind: "ended_elsewhere" };
-        this.#queue.length = 0;
-        return;
+      this.#queue.splice(0, batch.length);
+      for (const result of results) {
+        if (!result.published) {
+          // Another instance ended the run: nothing after its end may be published.
+          this.#stopped = { kind: "ended_elsewhere" };
+          this.#queue.length = 0;
+          return;
+        }
+        this.#o.onPublished?.(result);
       }
-      this.#o.onPublished?.(result);
       // An agent that emits as fast as it can, over an in-process engine, never leaves the
       // microtask queue: let sockets, timers and other runs have their turn now and then.
-      if (++this.#published % YIELD_EVERY_EVENTS === 0) {
+      const before = this.#published;
+      this.#published += results.length;
+      if (
+        Math.floor(before / YIELD_EVERY_EVENTS) !== Math.floor(this.#published / YIELD_EVERY_EVENTS)
+      ) {
         await new Promise((resolve) => setTimeout(resolve, 0));
       }
     }
