@@ -45,8 +45,13 @@ export interface RedisLinkEvents {
 
 /** Options of {@link createRedisLink}. */
 export interface RedisLinkOptions {
-  /** Options of every connection (timeouts, the fail-fast settings). */
+  /** Options of every connection (the fail-fast settings). */
   readonly redis: RedisOptions;
+  /**
+   * How long commands may go unanswered before the command connection is cut (so that they
+   * fail); see {@link RedisLink.track}.
+   */
+  readonly commandTimeoutMs: number;
   /** Connection names start with it. */
   readonly name: string;
   /** A channel every subscriber must hold for the link to be up (the control channel). */
@@ -69,6 +74,13 @@ export interface RedisLink {
   unsubscribe(channel: string): void;
   /** The server that owns `slot`, as the client knows it (for script generations). */
   serverOf(slot: number): string;
+  /**
+   * Watches a command sent on {@link commands}: when commands are out and none was answered
+   * for `commandTimeoutMs`, the connection is cut and they fail. One timer for the engine
+   * instead of ioredis' `commandTimeout`, which arms a timer per command (about a quarter of a
+   * command's client CPU).
+   */
+  track<T>(command: Promise<T>): Promise<T>;
   /** Closes every connection. */
   close(): Promise<void>;
 }
@@ -78,6 +90,46 @@ export function createRedisLink(target: RedisTarget, options: RedisLinkOptions):
   return "url" in target
     ? new ServerLink(target.url, options)
     : new ClusterLink(target.clusterNodes, options);
+}
+
+/**
+ * Cuts a connection whose commands go unanswered: checks four times per timeout, in real time
+ * (it measures the network, not the engine's clock).
+ */
+class CommandWatchdog {
+  #inFlight = 0;
+  #since = 0;
+  #timer?: ReturnType<typeof setInterval>;
+  #timeoutMs: number;
+  #cut: () => void;
+
+  constructor(timeoutMs: number, cut: () => void) {
+    this.#timeoutMs = timeoutMs;
+    this.#cut = cut;
+  }
+
+  track<T>(command: Promise<T>): Promise<T> {
+    if (this.#inFlight++ === 0) {
+      this.#since = performance.now();
+      this.#timer ??= setInterval(() => this.#check(), Math.max(50, this.#timeoutMs / 4));
+    }
+    return command.finally(() => {
+      this.#since = performance.now();
+      if (--this.#inFlight === 0) this.stop();
+    });
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+  }
+
+  #check(): void {
+    if (this.#inFlight > 0 && performance.now() - this.#since > this.#timeoutMs) {
+      this.#since = performance.now();
+      this.#cut();
+    }
+  }
 }
 
 /** A subscriber connection and the channels it holds. */
@@ -165,10 +217,15 @@ class ServerLink implements RedisLink {
   readonly cluster = false;
   #sub: Subscriber;
   #o: RedisLinkOptions;
+  #watchdog: CommandWatchdog;
 
   constructor(url: string, options: RedisLinkOptions) {
     this.#o = options;
     this.commands = new Redis(url, { ...options.redis, connectionName: `${options.name}:cmd` });
+    this.#watchdog = new CommandWatchdog(options.commandTimeoutMs, () => {
+      options.log.warn("redis commands unanswered; reconnecting", { connection: "command" });
+      this.commands.disconnect(true);
+    });
     this.commands.on("ready", () => options.events.changed());
     this.commands.on("close", () => options.events.changed());
     this.#sub = new Subscriber(
@@ -196,7 +253,12 @@ class ServerLink implements RedisLink {
     return "";
   }
 
+  track<T>(command: Promise<T>): Promise<T> {
+    return this.#watchdog.track(command);
+  }
+
   async close(): Promise<void> {
+    this.#watchdog.stop();
     await Promise.all([disconnect(this.commands), this.#sub.close()]);
   }
 }
@@ -213,11 +275,12 @@ class ClusterLink implements RedisLink {
   /** Every wanted channel and the node it is subscribed on. */
   #owner = new Map<string, string>();
   #slots = new Map<string, number>();
+  #watchdog: CommandWatchdog;
   #closed = false;
 
   constructor(nodes: readonly string[], options: RedisLinkOptions) {
     this.#o = options;
-    const { connectTimeout, commandTimeout } = options.redis;
+    const { connectTimeout } = options.redis;
     const clusterOptions: ClusterOptions = {
       enableOfflineQueue: false,
       enableReadyCheck: true,
@@ -232,10 +295,14 @@ class ClusterLink implements RedisLink {
       redisOptions: {
         ...withoutClusterFields(options.redis),
         connectionName: `${options.name}:cmd`,
-        commandTimeout,
       },
     };
     this.commands = new Cluster(nodes.map(parseNode), clusterOptions);
+    this.#watchdog = new CommandWatchdog(options.commandTimeoutMs, () => {
+      options.log.warn("redis commands unanswered; reconnecting", { connection: "command" });
+      // Cut every node's connection: the cluster client reconnects and reads the slots again.
+      for (const node of this.commands.nodes()) node.disconnect(true);
+    });
     this.commands.on("ready", () => {
       this.#rebalance();
       options.events.changed();
@@ -285,8 +352,13 @@ class ClusterLink implements RedisLink {
     return this.commands.slots[slot]?.[0] ?? "";
   }
 
+  track<T>(command: Promise<T>): Promise<T> {
+    return this.#watchdog.track(command);
+  }
+
   async close(): Promise<void> {
     this.#closed = true;
+    this.#watchdog.stop();
     const subs = [...this.#subs.values()];
     this.#subs.clear();
     await Promise.all([disconnect(this.commands), ...subs.map((sub) => sub.close())]);

@@ -306,6 +306,10 @@ export const LUA_PRELUDE = `local GENERATION = ''\n${PRELUDE}`;
  *   ARGV 9 the number of runs R, then their ids, then three values per event (see `append()`).
  *   Returns `append()`'s reply.
  * - `head`: returns `{epoch, seq}`.
+ * - `acquire`: counts a connection. KEYS 6 the user's connection set. ARGV 9 member, 10 expiry
+ *   (ms), 11 limit, 12 TTL (ms), 13 with the head (1|0). Drops expired entries first. Returns
+ *   `{counted (1 when counted or already, else 0)}`, with the head `epoch, seq` after it when
+ *   asked (the handshake's live subscription starts from it, see `RedisEngine`).
  * - `catchup`: ARGV 9 resume epoch (empty for none), 10 resume after (an integer >= 0). Returns
  *   `{epoch, seq, resumed (0|1), runs (flat HGETALL), entries, purged thread ids, first}`: when
  *   resumed, the entries from the one holding `after + 1`; otherwise those from the oldest
@@ -344,6 +348,22 @@ end
 if op == 'head' then
   local epoch, seq = ensure_epoch(meta, log, runs, ARGV[3], meta_ttl)
   return {epoch, seq}
+end
+
+if op == 'acquire' then
+  local conns = KEYS[6]
+  redis.call('ZREMRANGEBYSCORE', conns, '-inf', ARGV[4])
+  local counted = 1
+  if not redis.call('ZSCORE', conns, ARGV[9])
+    and redis.call('ZCARD', conns) >= tonumber(ARGV[11]) then
+    counted = 0
+  else
+    redis.call('ZADD', conns, ARGV[10], ARGV[9])
+    redis.call('PEXPIRE', conns, ARGV[12])
+  end
+  if ARGV[13] ~= '1' then return {counted} end
+  local epoch, seq = ensure_epoch(meta, log, runs, ARGV[3], meta_ttl)
+  return {counted, epoch, seq}
 end
 
 local function tidy(epoch, seq, first)
@@ -440,6 +460,7 @@ return redis.error_reply('ERR unknown operation ' .. tostring(op))
 export type GenerationOperation =
   | "publish"
   | "head"
+  | "acquire"
   | "catchup"
   | "read"
   | "purge"
@@ -486,19 +507,4 @@ for i = 1, #all, 2 do
   end
 end
 return out
-`;
-
-/**
- * Counts a connection. KEYS: the user's connection set. ARGV: member, now (ms), expiry (ms),
- * limit, TTL (ms). Drops expired entries first. Returns 1 when counted (or already), else 0.
- */
-export const ACQUIRE_SOURCE = `
-local conns = KEYS[1]
-redis.call('ZREMRANGEBYSCORE', conns, '-inf', ARGV[2])
-if not redis.call('ZSCORE', conns, ARGV[1]) and redis.call('ZCARD', conns) >= tonumber(ARGV[4]) then
-  return 0
-end
-redis.call('ZADD', conns, ARGV[3], ARGV[1])
-redis.call('PEXPIRE', conns, ARGV[5])
-return 1
 `;

@@ -120,7 +120,7 @@ import { LiveFeed } from "./_live_feed.ts";
 import type { FeedSubscriber } from "./_live_feed.ts";
 import { createRedisLink } from "./_redis_link.ts";
 import type { RedisLink, RedisTarget } from "./_redis_link.ts";
-import { ACQUIRE_SOURCE, READ_APPROVALS_SOURCE } from "./_redis_scripts.ts";
+import { READ_APPROVALS_SOURCE } from "./_redis_scripts.ts";
 import type { GenerationOperation } from "./_redis_scripts.ts";
 import { GenerationUnsettledError, ScriptGenerations } from "./_script_generations.ts";
 import type { ScriptRunner } from "./_script_generations.ts";
@@ -207,6 +207,8 @@ interface FeedEntry {
   readonly feed: LiveFeed;
   ready: Promise<void>;
   waiting: number;
+  /** Handshakes that counted a connection and will subscribe next (see acquireConnection). */
+  held: number;
 }
 
 /** Publishes waiting for one user, sent together once the call in flight returns. */
@@ -220,9 +222,8 @@ interface PendingPublish {
   readonly done: PromiseWithResolvers<PublishResult[]>;
 }
 
-/** The scripts that need no generation, run through ioredis' `defineCommand`. */
+/** The script that needs no generation, run through ioredis' `defineCommand`. */
 interface FixedScripts {
-  agentsocketAcquire(key: string, ...args: (string | number)[]): Promise<number>;
   agentsocketReadApprovals(
     approvals: string,
     purged: string,
@@ -231,6 +232,12 @@ interface FixedScripts {
 }
 
 type StreamEntry = [id: string, fields: string[]];
+
+/** Where a feed starts: the log's epoch and head. */
+interface FeedHead {
+  readonly epoch: string;
+  readonly seq: number;
+}
 
 /** A user's epoch and counter outlive the last publish or catch-up by at least this long. */
 const META_TTL_MS = 7 * 24 * 3600 * 1000;
@@ -307,13 +314,13 @@ export class RedisEngine implements EventEngine {
       maxRetriesPerRequest: 0, // a command in flight when the connection drops fails at once
       autoResendUnfulfilledCommands: false, // never run a publish twice
       autoResubscribe: false, // resubscribed by the link, so a backfill can follow
-      commandTimeout,
       connectTimeout: Math.max(commandTimeout, 1_000),
       disconnectTimeout: 0, // close() destroys the socket at once; no timer outlives it
       retryStrategy: (attempt) => Math.min(50 * 2 ** Math.min(attempt, 6), 2_000),
     };
     this.#link = createRedisLink(target, {
       redis,
+      commandTimeoutMs: commandTimeout,
       name: `${this.#o.prefix}:${this.#o.instanceId}`.replace(/[^\w.:-]/g, "_"),
       required: this.#o.controlChannel,
       log: this.#o.log,
@@ -327,7 +334,6 @@ export class RedisEngine implements EventEngine {
       },
     });
     const commands = this.#link.commands;
-    commands.defineCommand("agentsocketAcquire", { numberOfKeys: 1, lua: ACQUIRE_SOURCE });
     commands.defineCommand("agentsocketReadApprovals", {
       numberOfKeys: 2,
       lua: READ_APPROVALS_SOURCE,
@@ -381,25 +387,9 @@ export class RedisEngine implements EventEngine {
     this.#assertOpen();
     if (!this.#link.up) throw unavailable("the subscriber connection is down");
     const channel = this.#keys(userId).channel;
-    let entry = this.#feeds.get(channel);
-    if (!entry) {
-      const created: FeedEntry = {
-        userId,
-        feed: new LiveFeed({
-          userId,
-          readAfter: (after) => this.#readRange(userId, after),
-          clock: this.#o.clock,
-          log: this.#o.log,
-        }),
-        ready: Promise.resolve(),
-        waiting: 0,
-      };
-      this.#feeds.set(channel, entry = created); // messages reach it from the first one on
-      created.ready = this.#startFeed(channel, created);
-      created.ready.catch(() => {}); // each waiter sees the rejection
-    }
-    const joined = entry;
+    const joined = this.#feeds.get(channel) ?? this.#openFeed(userId, channel);
     joined.waiting++;
+    if (joined.held > 0) joined.held--; // the handshake that held it open subscribes now
     try {
       await joined.ready;
     } finally {
@@ -442,10 +432,10 @@ export class RedisEngine implements EventEngine {
     let starts: (string | null)[];
     let ends: (string | null)[];
     try {
-      [starts, ends] = await Promise.all([
+      [starts, ends] = await this.#link.track(Promise.all([
         commands.hmget(keys.runs, ...runIds),
         commands.mget(...runIds.map((runId) => keys.ended(runId))), // one slot: the user's tag
-      ]);
+      ]));
     } catch (error) {
       throw asUnavailable(error);
     }
@@ -570,31 +560,54 @@ export class RedisEngine implements EventEngine {
   async now(): Promise<number> {
     this.#assertOpen();
     try {
-      const [seconds, micros] = await this.#link.commands.time();
+      const [seconds, micros] = await this.#link.track(this.#link.commands.time());
       return Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
     } catch (error) {
       throw asUnavailable(error);
     }
   }
 
+  /**
+   * Counts the connection; for a user with no live subscription on this instance, it also
+   * starts one (SSUBSCRIBE, on the subscriber connection, in parallel) and reads the log's head
+   * in the same script, so that the {@link subscribe} a handshake makes next finds it ready:
+   * one script call and one round trip less per handshake. Reading the head before the
+   * subscription is active is safe here: a handshake reads its catch-up only after
+   * `subscribe()` resolved, and an event the feed missed in between shows as a gap at the next
+   * one, which the feed backfills.
+   */
   async acquireConnection(userId: string, connectionId: string, limit: number): Promise<boolean> {
     this.#assertOpen();
     const now = this.#o.clock.now();
     const ttl = this.#o.connectionTtlMs;
-    let counted: number;
+    const keys = this.#keys(userId);
+    let prefetched: FeedEntry | undefined;
+    let head: PromiseWithResolvers<FeedHead> | undefined;
+    if (!this.#feeds.has(keys.channel) && this.#link.up) {
+      head = Promise.withResolvers();
+      head.promise.catch(() => {}); // the feed's start sees it
+      prefetched = this.#openFeed(userId, keys.channel, head.promise);
+      prefetched.held++;
+    }
+    let reply: [number, string?, number?];
     try {
-      counted = await this.#fixed.agentsocketAcquire(
-        this.#keys(userId).conns,
+      reply = await this.#log(userId, "acquire", [keys.conns], [
         connectionId,
-        now,
         now + ttl,
         limit,
         ttl,
-      );
+        head ? 1 : 0,
+      ]) as [number, string?, number?];
     } catch (error) {
-      throw asUnavailable(error);
+      head?.reject(error);
+      if (prefetched) this.#unhold(keys.channel, prefetched);
+      throw error;
     }
-    if (counted !== 1) return false;
+    head?.resolve({ epoch: reply[1]!, seq: reply[2]! });
+    if (reply[0] !== 1) {
+      if (prefetched) this.#unhold(keys.channel, prefetched);
+      return false;
+    }
     let held = this.#held.get(userId);
     if (!held) this.#held.set(userId, held = new Set());
     held.add(connectionId);
@@ -604,9 +617,12 @@ export class RedisEngine implements EventEngine {
   async releaseConnection(userId: string, connectionId: string): Promise<void> {
     const held = this.#held.get(userId);
     if (held?.delete(connectionId) && held.size === 0) this.#held.delete(userId);
+    const channel = this.#keys(userId).channel;
+    const entry = this.#feeds.get(channel);
+    if (entry) this.#unhold(channel, entry); // a handshake that ended before subscribing
     if (this.#closed) return; // close() gave back every connection this instance counted
     try {
-      await this.#link.commands.zrem(this.#keys(userId).conns, connectionId);
+      await this.#link.track(this.#link.commands.zrem(this.#keys(userId).conns, connectionId));
     } catch (error) {
       throw asUnavailable(error); // not renewed any more: it expires on its own
     }
@@ -615,7 +631,9 @@ export class RedisEngine implements EventEngine {
   async sendControl(message: ControlMessage): Promise<void> {
     this.#assertOpen();
     try {
-      await this.#link.commands.spublish(this.#o.controlChannel, JSON.stringify(message));
+      await this.#link.track(
+        this.#link.commands.spublish(this.#o.controlChannel, JSON.stringify(message)),
+      );
     } catch (error) {
       throw asUnavailable(error);
     }
@@ -631,7 +649,7 @@ export class RedisEngine implements EventEngine {
     this.#assertOpen();
     if (!this.#link.up) throw unavailable("the subscriber connection is down");
     try {
-      await this.#link.commands.ping();
+      await this.#link.track(this.#link.commands.ping());
     } catch (error) {
       throw asUnavailable(error);
     }
@@ -774,7 +792,7 @@ export class RedisEngine implements EventEngine {
     this.#assertOpen();
     const keys = this.#keys(userId);
     try {
-      return await this.#generations.run(keys.slot, op, {
+      return await this.#link.track(this.#generations.run(keys.slot, op, {
         marker: `${this.#o.prefix}:{${slotTag(keys.slot)}}:gen`,
         keys: [keys.meta, keys.log, keys.runs, keys.purged, ...extraKeys],
         args: [
@@ -786,7 +804,7 @@ export class RedisEngine implements EventEngine {
           keys.channel,
           ...args,
         ],
-      });
+      }));
     } catch (error) {
       throw asUnavailable(error);
     }
@@ -801,11 +819,11 @@ export class RedisEngine implements EventEngine {
     const keys = this.#keys(userId);
     let flat: string[];
     try {
-      flat = await this.#fixed.agentsocketReadApprovals(
+      flat = await this.#link.track(this.#fixed.agentsocketReadApprovals(
         keys.approvals(runId),
         keys.purged,
         toolCallId,
-      );
+      ));
     } catch (error) {
       throw asUnavailable(error);
     }
@@ -851,12 +869,33 @@ export class RedisEngine implements EventEngine {
     }
   }
 
-  async #startFeed(channel: string, entry: FeedEntry): Promise<void> {
+  /** Creates a user's feed; it goes live once subscribed and its starting head is known. */
+  #openFeed(userId: string, channel: string, head?: Promise<FeedHead>): FeedEntry {
+    const entry: FeedEntry = {
+      userId,
+      feed: new LiveFeed({
+        userId,
+        readAfter: (after) => this.#readRange(userId, after),
+        clock: this.#o.clock,
+        log: this.#o.log,
+      }),
+      ready: Promise.resolve(),
+      waiting: 0,
+      held: 0,
+    };
+    this.#feeds.set(channel, entry); // messages reach it from the first one on
+    entry.ready = this.#startFeed(channel, entry, head);
+    entry.ready.catch(() => {}); // each waiter sees the rejection
+    return entry;
+  }
+
+  async #startFeed(channel: string, entry: FeedEntry, head?: Promise<FeedHead>): Promise<void> {
     try {
       await this.#link.subscribe(channel);
-      // The head read after the subscription is confirmed: everything newer reaches the feed.
-      const head = await this.#log(entry.userId, "head", [], []) as [string, number];
-      entry.feed.start({ epoch: head[0], seq: head[1] });
+      // The head read after the subscription is confirmed (or beside it, for a handshake):
+      // everything newer reaches the feed.
+      const start = head ? await head : await this.#head(entry.userId);
+      entry.feed.start(start);
     } catch (error) {
       if (this.#feeds.get(channel) === entry) {
         this.#feeds.delete(channel);
@@ -867,8 +906,20 @@ export class RedisEngine implements EventEngine {
     }
   }
 
+  async #head(userId: string): Promise<FeedHead> {
+    const [epoch, seq] = await this.#log(userId, "head", [], []) as [string, number];
+    return { epoch, seq };
+  }
+
+  /** Gives back a handshake's hold on a feed. */
+  #unhold(channel: string, entry: FeedEntry): void {
+    if (entry.held === 0) return;
+    entry.held--;
+    this.#dropFeedIfUnused(channel, entry);
+  }
+
   #dropFeedIfUnused(channel: string, entry: FeedEntry): void {
-    if (entry.feed.listenerCount > 0 || entry.waiting > 0) return;
+    if (entry.feed.listenerCount > 0 || entry.waiting > 0 || entry.held > 0) return;
     if (this.#feeds.get(channel) !== entry) return;
     this.#feeds.delete(channel);
     entry.feed.close();

@@ -19,6 +19,7 @@ import {
 import { ManualClock } from "../../_helpers/manual_clock.ts";
 import { createTestRedisPrefix, randomSuffix, testRedisUrl } from "../../_helpers/services.ts";
 import { startThrowawayRedis } from "../../_helpers/throwaway_services.ts";
+import { pollUntil } from "../../../scripts/_services/mod.ts";
 import { approvalsKey, CONNECT_MS, EngineSet, userKeys, withAdmin } from "./_redis_fixtures.ts";
 
 engineConformance({
@@ -254,7 +255,66 @@ Deno.test("RedisEngine.resolveApproval() gives one winner when two instances dec
   sub.unsubscribe();
 });
 
+Deno.test("RedisEngine.acquireConnection() starts the user's live subscription, given back when no subscribe follows", async () => {
+  await using prefix = createTestRedisPrefix();
+  await using set = new EngineSet(prefix.url, prefix.prefix);
+  const [engine, peer] = [await set.add(), await set.add()];
+  const user = userId();
+  const channel = `${prefix.prefix}:{${encodeURIComponent(user)}}:events`;
+  const subscribers = () =>
+    withAdmin(prefix.url, async (admin) => {
+      const reply = await admin.call("PUBSUB", "SHARDNUMSUB", channel) as [string, number];
+      return reply[1];
+    });
+  // A handshake: count, subscribe, catch up; events after it arrive live.
+  assert.equal(await engine.acquireConnection(user, "c1", 2), true);
+  assert.equal(await subscribers(), 1, "subscribed beside the count");
+  const recorder = new EventRecorder();
+  const sub = await engine.subscribe(user, recorder.listener);
+  await engine.catchUp(user);
+  const published = await publishOk(peer, user, newEvent("r1"));
+  await recorder.waitForSeq(published.seq);
+  sub.unsubscribe();
+  await engine.releaseConnection(user, "c1");
+  assert.equal(await subscribers(), 0);
+  // Refused by the limit: nothing is left subscribed.
+  assert.equal(await peer.acquireConnection(user, "p1", 2), true);
+  assert.equal(await peer.acquireConnection(user, "p2", 2), true);
+  assert.equal(await engine.acquireConnection(user, "c2", 2), false);
+  assert.equal(await subscribers(), 1, "only peer's, held for its first handshake");
+  // A handshake that ended between the count and the subscription gives it back.
+  await peer.releaseConnection(user, "p1");
+  assert.equal(await subscribers(), 0);
+});
+
 // ---- faults, on a redis-server of the test's own ------------------------------------------------
+
+Deno.test("RedisEngine.publish() fails within the command timeout when Redis stops answering, and recovers", async () => {
+  await using redis = await startThrowawayRedis();
+  await using set = new EngineSet(redis.url, `stall_${randomSuffix()}`, { commandTimeoutMs: 500 });
+  const engine = await set.add();
+  const user = userId();
+  await publishOk(engine, user, newEvent("r1"));
+  const pid = await withAdmin(redis.url, async (admin) => {
+    const info = await admin.info("server");
+    return Number(/process_id:(\d+)/.exec(info)![1]);
+  });
+  Deno.kill(pid, "SIGSTOP");
+  try {
+    const started = performance.now();
+    await assert.rejects(engine.publish(user, newEvent("r1")), DependencyUnavailableError);
+    const took = performance.now() - started;
+    assert.ok(took >= 400 && took < 2_000, `failed after ${took.toFixed(0)} ms`);
+  } finally {
+    Deno.kill(pid, "SIGCONT");
+  }
+  // It reconnects by itself: a publish succeeds again (each try fails fast until then).
+  const after = await pollUntil("a publish after the stall", async () => {
+    const result = await engine.publish(user, newEvent("r1")).catch(() => undefined);
+    return result?.published ? result : undefined;
+  }, { timeoutMs: CONNECT_MS });
+  assert.ok(after.event.seq >= 2);
+});
 
 Deno.test("RedisEngine.subscribe() backfills what pub/sub lost when its connection is killed mid-burst", async () => {
   await using redis = await startThrowawayRedis();
