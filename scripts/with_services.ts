@@ -12,6 +12,10 @@
  * TEST_REDIS_URL set to what was found; its output, exit code and SIGINT/SIGTERM pass
  * through, and whatever was started is stopped afterwards, whatever the command's outcome.
  *
+ * `--redis-cluster` (before the command) provides a Redis Cluster too, as
+ * TEST_REDIS_CLUSTER_URL: the one that variable names when it answers, else a throwaway local
+ * cluster of three primaries with one replica each.
+ *
  * @module
  */
 import { provideServices, ServicesUnavailableError } from "./_services/mod.ts";
@@ -27,8 +31,12 @@ const SIGNAL_NUMBER: Record<(typeof SIGNALS)[number], number> = { SIGINT: 2, SIG
  *   bad usage, 127 when the command does not exist, 128 + n after signal n during setup.
  */
 export async function withServices(argv: readonly string[]): Promise<number> {
+  const redisCluster = argv[0] === "--redis-cluster";
+  if (redisCluster) argv = argv.slice(1);
   if (argv.length === 0) {
-    console.error("usage: deno run -A scripts/with_services.ts <command> [args...]");
+    console.error(
+      "usage: deno run -A scripts/with_services.ts [--redis-cluster] <command> [args...]",
+    );
     return 2;
   }
   const setup = new AbortController();
@@ -46,7 +54,7 @@ export async function withServices(argv: readonly string[]): Promise<number> {
   try {
     let services;
     try {
-      services = await provideServices({ signal: setup.signal });
+      services = await provideServices({ signal: setup.signal, redisCluster });
     } catch (error) {
       if (received) return 128 + SIGNAL_NUMBER[received];
       if (error instanceof ServicesUnavailableError) {
@@ -79,7 +87,7 @@ export async function withServices(argv: readonly string[]): Promise<number> {
 
 async function run(
   argv: readonly string[],
-  services: { databaseUrl: string; redisUrl: string },
+  services: { databaseUrl: string; redisUrl: string; redisClusterUrl?: string },
   started: (child: Deno.ChildProcess) => void,
 ): Promise<number> {
   const [program, ...args] = argv;
@@ -87,7 +95,11 @@ async function run(
   try {
     child = new Deno.Command(program, {
       args,
-      env: { TEST_DATABASE_URL: services.databaseUrl, TEST_REDIS_URL: services.redisUrl },
+      env: {
+        TEST_DATABASE_URL: services.databaseUrl,
+        TEST_REDIS_URL: services.redisUrl,
+        ...(services.redisClusterUrl ? { TEST_REDIS_CLUSTER_URL: services.redisClusterUrl } : {}),
+      },
       stdin: "inherit",
       stdout: "inherit",
       stderr: "inherit",

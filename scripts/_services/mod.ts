@@ -34,6 +34,12 @@ export {
   type ThrowawayRedisOptions,
 } from "./throwaway_redis.ts";
 export {
+  type ClusterNodeProcess,
+  startThrowawayRedisCluster,
+  type ThrowawayRedisCluster,
+  type ThrowawayRedisClusterOptions,
+} from "./throwaway_redis_cluster.ts";
+export {
   DEFAULT_TEST_DATABASE_URL,
   DEFAULT_TEST_REDIS_URL,
   type ProvidedServices,

@@ -15,9 +15,16 @@ import {
   dockerEngineAvailable,
 } from "./compose.ts";
 import { pollUntil } from "./poll.ts";
-import { describeEndpoint, probePostgres, probeRedis, type ProbeResult } from "./probe.ts";
+import {
+  describeEndpoint,
+  probePostgres,
+  probeRedis,
+  type ProbeResult,
+  redisCommands,
+} from "./probe.ts";
 import { startThrowawayPostgres } from "./throwaway_postgres.ts";
 import { startThrowawayRedis } from "./throwaway_redis.ts";
+import { startThrowawayRedisCluster } from "./throwaway_redis_cluster.ts";
 
 /** SPEC §8 default of TEST_DATABASE_URL. */
 export const DEFAULT_TEST_DATABASE_URL = "postgres://postgres:postgres@127.0.0.1:5432/postgres";
@@ -33,6 +40,8 @@ export interface ProvidedServices extends AsyncDisposable {
   readonly databaseUrl: string;
   /** For TEST_REDIS_URL. */
   readonly redisUrl: string;
+  /** For TEST_REDIS_CLUSTER_URL (`redis+cluster://…`), when a cluster was asked for. */
+  readonly redisClusterUrl?: string;
   /** One short line naming what is used, e.g. `PostgreSQL 127.0.0.1:5432 (reused), …`. */
   readonly summary: string;
 }
@@ -51,6 +60,11 @@ export interface ProvideServicesOptions {
   signal?: AbortSignal;
   /** Where notes on the way go (a failed compose up, say). */
   log?: (line: string) => void;
+  /**
+   * Provide a Redis Cluster too: TEST_REDIS_CLUSTER_URL when it answers, else a throwaway local
+   * one (three primaries, one replica each) from `redis-server` and `redis-cli`.
+   */
+  redisCluster?: boolean;
 }
 
 const SERVICES = ["postgres", "redis"] as const satisfies readonly ComposeService[];
@@ -138,17 +152,65 @@ export async function provideServices(
 
     const postgres = found.postgres!;
     const redis = found.redis!;
+    const cluster = options.redisCluster
+      ? await provideRedisCluster({ cleanups, signal: options.signal })
+      : undefined;
     return {
       databaseUrl: postgres.url,
       redisUrl: redis.url,
-      summary: `with_services: ${LABEL.postgres} ${
-        describeEndpoint(postgres.url)
-      } (${postgres.source}), ${LABEL.redis} ${describeEndpoint(redis.url)} (${redis.source})`,
+      redisClusterUrl: cluster?.url,
+      summary:
+        `with_services: ${LABEL.postgres} ${
+          describeEndpoint(postgres.url)
+        } (${postgres.source}), ${LABEL.redis} ${describeEndpoint(redis.url)} (${redis.source})` +
+        (cluster ? `, Redis Cluster ${cluster.url} (${cluster.source})` : ""),
       [Symbol.asyncDispose]: dispose,
     };
   } catch (error) {
     await dispose().catch((cleanupError) => log(`with_services: cleanup failed: ${cleanupError}`));
     throw error;
+  }
+}
+
+/**
+ * TEST_REDIS_CLUSTER_URL when its first node says the cluster is `ok`, else a throwaway local
+ * cluster (stopped by the cleanups).
+ *
+ * @throws {ServicesUnavailableError} when neither can be had.
+ */
+async function provideRedisCluster(
+  state: { cleanups: (() => Promise<void>)[]; signal?: AbortSignal },
+): Promise<Found> {
+  const wanted = Deno.env.get("TEST_REDIS_CLUSTER_URL");
+  let reason = "TEST_REDIS_CLUSTER_URL is not set";
+  if (wanted) {
+    const first = /^rediss?\+cluster:\/\/(?:[^@/]*@)?([^,/?#]+)/i.exec(wanted)?.[1];
+    try {
+      if (!first) throw new Error("expected redis+cluster://host:port,…");
+      const [info] = await redisCommands(`redis://${first}`, [["CLUSTER", "INFO"]], {
+        timeoutMs: PROBE_TIMEOUT_MS,
+      });
+      if (typeof info === "string" && info.includes("cluster_state:ok")) {
+        return { url: wanted, source: "reused" };
+      }
+      reason = `TEST_REDIS_CLUSTER_URL at ${first}: the cluster is not ok`;
+    } catch (error) {
+      reason = `TEST_REDIS_CLUSTER_URL at ${first ?? wanted}: ${
+        error instanceof Error ? error.message : error
+      }`;
+    }
+  }
+  try {
+    const cluster = await startThrowawayRedisCluster({ signal: state.signal });
+    state.cleanups.push(async () => await cluster[Symbol.asyncDispose]());
+    return { url: cluster.url, source: "throwaway" };
+  } catch (error) {
+    throw new ServicesUnavailableError(
+      `with_services: cannot provide a Redis Cluster for the tests (${reason}; ${
+        error instanceof Error ? error.message : error
+      }). Either set TEST_REDIS_CLUSTER_URL to a running cluster (redis+cluster://host:port,…), ` +
+        "or install redis-server and redis-cli for a throwaway local one.",
+    );
   }
 }
 

@@ -304,17 +304,32 @@ class ClusterLink implements RedisLink {
       for (const node of this.commands.nodes()) node.disconnect(true);
     });
     this.commands.on("ready", () => {
+      this.#connectPrimaries();
       this.#rebalance();
       options.events.changed();
     });
-    this.commands.on("refresh", () => this.#rebalance());
+    this.commands.on("refresh", () => {
+      this.#connectPrimaries();
+      this.#rebalance();
+    });
     this.commands.on("close", () => options.events.changed());
+    this.commands.on("+node", (node: Redis) => {
+      node.on("ready", () => options.events.changed());
+      node.on("close", () => options.events.changed());
+    });
     watchErrors(this.commands, "command", options);
     this.#owner.set(options.required, "");
   }
 
+  /**
+   * Up while the cluster client is ready, every primary's connection is, and the control
+   * channel is subscribed: with `enableOfflineQueue: false` a command to a primary whose
+   * connection is not ready fails at once, so a failover shows here until the replica took
+   * over.
+   */
   get up(): boolean {
     if (this.commands.status !== "ready") return false;
+    if (this.commands.nodes("master").some((node) => node.status !== "ready")) return false;
     const node = this.#owner.get(this.#o.required);
     return node !== undefined && node !== "" && this.#subs.get(node)?.live === true;
   }
@@ -362,6 +377,18 @@ class ClusterLink implements RedisLink {
     const subs = [...this.#subs.values()];
     this.#subs.clear();
     await Promise.all([disconnect(this.commands), ...subs.map((sub) => sub.close())]);
+  }
+
+  /**
+   * Connects every primary now: the cluster client connects a node on its first command and,
+   * without an offline queue, fails the commands sent to it while it connects.
+   */
+  #connectPrimaries(): void {
+    // Not while the client itself connects: a node connected then breaks its start.
+    if (this.commands.status !== "ready") return;
+    for (const node of this.commands.nodes("master")) {
+      if (node.status === "wait") node.connect().catch(() => {}); // errors: the node's "error"
+    }
   }
 
   #nodeOf(channel: string): string | undefined {

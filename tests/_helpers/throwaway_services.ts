@@ -18,13 +18,17 @@
  * @module
  */
 export {
+  type ClusterNodeProcess,
   findPostgresBinaries,
   findRedisServer,
   type PostgresBinaries,
   startThrowawayPostgres,
   startThrowawayRedis,
+  startThrowawayRedisCluster,
   type ThrowawayPostgres,
   type ThrowawayPostgresOptions,
   type ThrowawayRedis,
+  type ThrowawayRedisCluster,
+  type ThrowawayRedisClusterOptions,
   type ThrowawayRedisOptions,
 } from "../../scripts/_services/mod.ts";
