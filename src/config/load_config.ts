@@ -6,6 +6,7 @@
  * @module
  */
 import { type LlmConfig, loadLlmConfig } from "./llm_config.ts";
+import { readRedisUrl } from "./redis_config.ts";
 
 /** `development` (the default) or `production`. */
 export type AppEnv = "development" | "production";
@@ -142,8 +143,7 @@ export function loadConfig(env: EnvReader = (name) => Deno.env.get(name)): Confi
   if (databaseUrl !== undefined) {
     checkUrl("DATABASE_URL", databaseUrl, ["postgres:", "postgresql:"]);
   }
-  const redisUrl = read("REDIS_URL");
-  if (redisUrl !== undefined) checkUrl("REDIS_URL", redisUrl, ["redis:", "rediss:"]);
+  const redisUrl = readRedisUrl(read); // REDIS_URL or REDIS_CLUSTER_NODES (redis_config.ts)
   if (production && (databaseUrl === undefined) !== (redisUrl === undefined)) {
     const missing = databaseUrl === undefined ? "DATABASE_URL" : "REDIS_URL";
     throw new ConfigError(

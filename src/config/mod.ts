@@ -5,3 +5,4 @@
  */
 export * from "./load_config.ts";
 export * from "./llm_config.ts";
+export * from "./redis_config.ts";
