@@ -62,6 +62,8 @@ export class ResumingClient {
   /** The next live seq expected; catch-up events of a fresh segment come below it. */
   #expected = 0;
   #readySeq = 0;
+  /** True from a fresh segment's `ready` until its first live event. */
+  #inCatchUp = false;
   #catchUpSeq = 0;
   #stopped = false;
   #connecting?: Promise<void>;
@@ -215,6 +217,7 @@ export class ResumingClient {
       this.#expected = ready.seq + 1;
     }
     this.#readySeq = ready.seq;
+    this.#inCatchUp = !ready.resumed;
     this.#catchUpSeq = 0;
   }
 
@@ -240,14 +243,15 @@ export class ResumingClient {
   #onEvent(event: EventFrame): void {
     const epoch = this.#epoch!;
     this.events.push({ epoch, event });
-    if (event.seq < this.#expected && event.seq <= this.#readySeq) {
-      // The catch-up of a fresh segment: the active runs' events, in order.
+    if (this.#inCatchUp && event.seq <= this.#readySeq) {
+      // The catch-up of a fresh segment: the active runs' events, in order, before live ones.
       if (event.seq <= this.#catchUpSeq) {
         this.violations.push(`catch-up out of order: ${event.seq} after ${this.#catchUpSeq}`);
       }
       this.#catchUpSeq = event.seq;
       return;
     }
+    this.#inCatchUp = false;
     if (event.seq !== this.#expected) {
       this.violations.push(
         `${
