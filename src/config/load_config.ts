@@ -1,10 +1,14 @@
 /**
- * Reads and validates configuration from environment variables (SPEC §1). A bad value throws
+ * Reads and validates configuration from environment variables. A bad value throws
  * a {@link ConfigError} whose message is one line naming the variable; `main.ts` prints it and
  * exits without a stack trace.
  *
  * @module
  */
+import { ConfigError, envReading } from "./env_reader.ts";
+import type { EnvReader } from "./env_reader.ts";
+import { readTestingConfig } from "./test_knobs.ts";
+import type { TestingConfig } from "./test_knobs.ts";
 
 /** `development` (the default) or `production`. */
 export type AppEnv = "development" | "production";
@@ -15,18 +19,6 @@ export type JwtKeySource =
   | { readonly kind: "secret"; readonly secret: string }
   | { readonly kind: "jwks"; readonly url: string }
   | { readonly kind: "public_key"; readonly key: string };
-
-/** Guards that tests may switch off to prove the race tests can fail (never in production). */
-export const UNSAFE_GUARD_NAMES = [
-  "wait_for_open",
-  "queue_before_ready",
-  "hold_events_until_ready",
-  "subscribe_before_catch_up",
-  "dedupe_by_seq",
-] as const;
-
-/** A guard named in {@link UNSAFE_GUARD_NAMES}. */
-export type UnsafeGuardName = typeof UNSAFE_GUARD_NAMES[number];
 
 /** The validated configuration. */
 export interface Config {
@@ -66,27 +58,8 @@ export interface Config {
   readonly heartbeatSeconds: number;
   readonly readinessProbeIntervalMs: number;
   /** Test-only knobs; all zero/empty unless set, and refused in production. */
-  readonly testing: {
-    readonly verifyDelayMs: number;
-    readonly subscribeDelayMs: number;
-    readonly catchUpDelayMs: number;
-    readonly guardsOff: readonly UnsafeGuardName[];
-  };
+  readonly testing: TestingConfig;
 }
-
-/** A configuration value is missing or invalid; `message` is one line naming the variable. */
-export class ConfigError extends Error {
-  /** The environment variable at fault. */
-  readonly variable: string;
-  constructor(variable: string, message: string) {
-    super(`Invalid configuration: ${variable} ${message}`);
-    this.name = "ConfigError";
-    this.variable = variable;
-  }
-}
-
-/** Reads one variable; `undefined` when unset or empty. */
-export type EnvReader = (name: string) => string | undefined;
 
 /**
  * Builds the configuration from environment variables.
@@ -96,20 +69,7 @@ export type EnvReader = (name: string) => string | undefined;
  * @throws {ConfigError} naming the first variable with a bad value.
  */
 export function loadConfig(env: EnvReader = (name) => Deno.env.get(name)): Config {
-  const read = (name: string) => {
-    const value = env(name)?.trim();
-    return value === "" ? undefined : value;
-  };
-  const int = (name: string, fallback: number, min: number, max: number) => {
-    const raw = read(name);
-    if (raw === undefined) return fallback;
-    const value = Number(raw);
-    if (!/^-?\d+$/.test(raw) || !Number.isSafeInteger(value) || value < min || value > max) {
-      throw new ConfigError(name, `must be an integer from ${min} to ${max}, received "${raw}"`);
-    }
-    return value;
-  };
-
+  const read = envReading(env, { production: false }).read;
   const appEnvRaw = read("APP_ENV") ?? "development";
   if (appEnvRaw !== "development" && appEnvRaw !== "production") {
     throw new ConfigError(
@@ -119,6 +79,9 @@ export function loadConfig(env: EnvReader = (name) => Deno.env.get(name)): Confi
   }
   const appEnv: AppEnv = appEnvRaw;
   const production = appEnv === "production";
+  const reading = envReading(env, { production });
+  const int = (name: string, fallback: number, min: number, max: number) =>
+    reading.int(name, fallback, { min, max });
 
   const port = int("PORT", 8000, 0, 65535);
   const host = read("HOST") ?? "0.0.0.0";
@@ -158,24 +121,7 @@ export function loadConfig(env: EnvReader = (name) => Deno.env.get(name)): Confi
 
   const allowedOrigins = originList(read("ALLOWED_ORIGINS"));
 
-  const testing = {
-    verifyDelayMs: int("TEST_DELAY_VERIFY_MS", 0, 0, 60_000),
-    subscribeDelayMs: int("TEST_DELAY_SUBSCRIBE_MS", 0, 0, 60_000),
-    catchUpDelayMs: int("TEST_DELAY_CATCH_UP_MS", 0, 0, 60_000),
-    guardsOff: guardList(read("TEST_UNSAFE_GUARDS_OFF")),
-  };
-  if (production) {
-    for (
-      const [name, on] of [
-        ["TEST_DELAY_VERIFY_MS", testing.verifyDelayMs > 0],
-        ["TEST_DELAY_SUBSCRIBE_MS", testing.subscribeDelayMs > 0],
-        ["TEST_DELAY_CATCH_UP_MS", testing.catchUpDelayMs > 0],
-        ["TEST_UNSAFE_GUARDS_OFF", testing.guardsOff.length > 0],
-      ] as const
-    ) {
-      if (on) throw new ConfigError(name, "is a test-only knob and must not be set in production");
-    }
-  }
+  const testing = readTestingConfig(reading);
 
   return {
     port,
@@ -307,18 +253,4 @@ function originList(raw: string | undefined): readonly string[] | undefined {
     }
   }
   return origins.map((o) => o.replace(/\/$/, ""));
-}
-
-function guardList(raw: string | undefined): UnsafeGuardName[] {
-  if (raw === undefined) return [];
-  const names = raw.split(",").map((s) => s.trim()).filter((s) => s.length > 0);
-  for (const name of names) {
-    if (!(UNSAFE_GUARD_NAMES as readonly string[]).includes(name)) {
-      throw new ConfigError(
-        "TEST_UNSAFE_GUARDS_OFF",
-        `has an unknown guard "${name}" (known: ${UNSAFE_GUARD_NAMES.join(", ")})`,
-      );
-    }
-  }
-  return names as UnsafeGuardName[];
 }

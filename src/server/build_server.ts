@@ -7,7 +7,6 @@
  */
 import { systemClock } from "../_util/clock.ts";
 import type { Clock } from "../_util/clock.ts";
-import { delay } from "../_util/clock.ts";
 import { createLogger } from "../_util/log.ts";
 import type { Logger } from "../_util/log.ts";
 import { DemoAgent } from "../agent/demo_agent.ts";
@@ -23,12 +22,7 @@ import {
   HandshakeCoordinator,
   RaceConditionDetector,
 } from "../connection/mod.ts";
-import type {
-  ConnectionActor,
-  ConnectionActorDeps,
-  ConnectionGuards,
-  TokenVerifier,
-} from "../connection/mod.ts";
+import type { ConnectionActor, ConnectionActorDeps } from "../connection/mod.ts";
 import { createApp } from "../http/create_app.ts";
 import { CloseCode } from "../protocol/mod.ts";
 import type { ServeInfo } from "../http/create_app.ts";
@@ -40,6 +34,7 @@ import { ConnectionRegistry } from "./connection_registry.ts";
 import { DrainController } from "./drain_controller.ts";
 import { loadPage } from "./page.ts";
 import { StartupError } from "./startup_error.ts";
+import { applyTestSeams } from "./test_seams.ts";
 
 /** A built instance. */
 export interface AgentsocketServer {
@@ -112,10 +107,13 @@ export async function buildServer(
       }`,
     );
   }
-  let verifier: TokenVerifier = jwtVerifier;
-  if (config.testing.verifyDelayMs > 0) {
-    verifier = withVerifyDelay(jwtVerifier, config.testing.verifyDelayMs, clock);
-  }
+  // Test-only knobs (refused in production) bend these parts here and nowhere else.
+  const { verifier, handshakeEngine, guards } = applyTestSeams(config.testing, {
+    verifier: jwtVerifier,
+    engine,
+    clock,
+    log,
+  });
   const signingSecret = devSecret ??
     (config.jwt.key.kind === "secret"
       ? new TextEncoder().encode(config.jwt.key.secret)
@@ -191,25 +189,11 @@ export async function buildServer(
     dependenciesReady: () => readiness.dependenciesReady(),
     draining: () => readiness.draining(),
   };
-  const guardsOff = new Set(config.testing.guardsOff);
-  const guards: Partial<ConnectionGuards> = {
-    waitForOpen: !guardsOff.has("wait_for_open"),
-    queueBeforeReady: !guardsOff.has("queue_before_ready"),
-    holdEventsUntilReady: !guardsOff.has("hold_events_until_ready"),
-    dedupeBySeq: !guardsOff.has("dedupe_by_seq"),
-  };
-  if (guardsOff.size > 0) log.warn("UNSAFE: race guards switched off", { guards: [...guardsOff] });
-
-  const { subscribeDelayMs, catchUpDelayMs } = config.testing;
-  const handshakeEngine = subscribeDelayMs > 0 || catchUpDelayMs > 0
-    ? withHandshakeDelays(engine, { subscribeDelayMs, catchUpDelayMs }, clock)
-    : engine;
   const coordinator = new HandshakeCoordinator({
     verifier,
     engine: handshakeEngine,
     gate,
     maxConnectionsPerUser: config.limits.maxConnectionsPerUser,
-    subscribeBeforeCatchUp: !guardsOff.has("subscribe_before_catch_up"),
   });
   const actorDeps: ConnectionActorDeps = {
     clock,
@@ -233,6 +217,8 @@ export async function buildServer(
       rateLimitPerSecond: config.limits.rateLimitPerSecond,
       rateLimitBurst: config.limits.rateLimitBurst,
       closeTimeoutMs: 5_000,
+      closeLingerMs: 100,
+      closeLingerMaxMs: 1_000,
     },
     observer: {
       onReady: (_actor, ms) => metrics.handshakeSeconds.observe(ms / 1000),
@@ -349,45 +335,4 @@ async function createRedisEngine(config: Config, clock: Clock, log: Logger): Pro
 
 function oneLine(text: string): string {
   return text.replace(/\s*\n\s*/g, " ").trim();
-}
-
-/** Test-only: stretches token verification (TEST_DELAY_VERIFY_MS). */
-function withVerifyDelay(verifier: TokenVerifier, ms: number, clock: Clock): TokenVerifier {
-  return {
-    async verify(token) {
-      await delay(clock, ms);
-      return await verifier.verify(token);
-    },
-  };
-}
-
-/**
- * Test-only: stretches the handshake's dependencies. TEST_DELAY_SUBSCRIBE_MS waits before the
- * subscription is made (the window a naive read-then-subscribe loses events in);
- * TEST_DELAY_CATCH_UP_MS waits before the catch-up read (the window in which an event arrives
- * both live and in the replay, which a naive handler delivers twice).
- */
-function withHandshakeDelays(
-  engine: EventEngine,
-  delays: { subscribeDelayMs: number; catchUpDelayMs: number },
-  clock: Clock,
-): EventEngine {
-  return new Proxy(engine, {
-    get(target, property, receiver) {
-      if (property === "subscribe" && delays.subscribeDelayMs > 0) {
-        return async (...args: Parameters<EventEngine["subscribe"]>) => {
-          await delay(clock, delays.subscribeDelayMs);
-          return await target.subscribe(...args);
-        };
-      }
-      if (property === "catchUp" && delays.catchUpDelayMs > 0) {
-        return async (...args: Parameters<EventEngine["catchUp"]>) => {
-          await delay(clock, delays.catchUpDelayMs);
-          return await target.catchUp(...args);
-        };
-      }
-      const value = Reflect.get(target, property, receiver);
-      return typeof value === "function" ? value.bind(target) : value;
-    },
-  });
 }

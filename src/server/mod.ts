@@ -7,3 +7,4 @@ export * from "./build_server.ts";
 export * from "./connection_registry.ts";
 export * from "./drain_controller.ts";
 export * from "./startup_error.ts";
+export * from "./test_seams.ts";
