@@ -15,10 +15,10 @@ import type { Clock, Timer } from "../_util/clock.ts";
 import { DependencyUnavailableError } from "../_util/dependency_unavailable_error.ts";
 import { errorMessage } from "../_util/log.ts";
 import type { Logger } from "../_util/log.ts";
-import type { EventEngine, NewEvent, PublishResult } from "../bus/event_engine.ts";
-import type { CancelOutcome, ChatOutcome, Principal, RunService } from "../connection/ports.ts";
+import type { EventEngine, NewEvent, PublishResult } from "../bus/mod.ts";
+import type { CancelOutcome, ChatOutcome, Principal, RunService } from "../connection/mod.ts";
 import type { ChatFrame, RunStatus } from "../protocol/mod.ts";
-import type { ChatStore, RunOutcome, RunRecord } from "../store/chat_store.ts";
+import type { ChatStore, RunOutcome, RunRecord } from "../store/mod.ts";
 import type { Agent, AgentStep } from "./agent.ts";
 
 /** Hooks for metrics. */

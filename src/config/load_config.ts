@@ -49,6 +49,11 @@ export interface Config {
     readonly slowConsumerTimeoutMs: number;
     readonly rateLimitPerSecond: number;
     readonly rateLimitBurst: number;
+    /**
+     * A close decided while the client is still sending waits until it has sent nothing for
+     * this long (at most a second), so that the close code reaches it; 0 closes at once.
+     */
+    readonly closeLingerMs: number;
   };
   readonly chatIdTtlSeconds: number;
   readonly retention: { readonly count: number; readonly seconds: number };
@@ -151,6 +156,7 @@ export function loadConfig(env: EnvReader = (name) => Deno.env.get(name)): Confi
       slowConsumerTimeoutMs: int("SLOW_CONSUMER_TIMEOUT_MS", 10_000, 100, 600_000),
       rateLimitPerSecond: int("RATE_LIMIT_PER_SECOND", 50, 1, 1_000_000),
       rateLimitBurst: int("RATE_LIMIT_BURST", 100, 1, 1_000_000),
+      closeLingerMs: int("CLOSE_LINGER_MS", 100, 0, 10_000),
     },
     chatIdTtlSeconds: int("CHAT_ID_TTL_SECONDS", 86_400, 1, 31_536_000),
     retention: {

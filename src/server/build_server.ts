@@ -9,26 +9,24 @@ import { systemClock } from "../_util/clock.ts";
 import type { Clock } from "../_util/clock.ts";
 import { createLogger } from "../_util/log.ts";
 import type { Logger } from "../_util/log.ts";
-import { DemoAgent } from "../agent/demo_agent.ts";
-import type { Agent } from "../agent/agent.ts";
-import { RunOrchestrator } from "../agent/run_orchestrator.ts";
-import { DevTokenIssuer, JwtVerifier, randomSecret } from "../auth/mod.ts";
-import type { VerificationKey } from "../auth/mod.ts";
+import { createAgent, RunOrchestrator } from "../agent/mod.ts";
+import type { Agent } from "../agent/mod.ts";
+import { createVerifier } from "../auth/mod.ts";
+import { createEngine } from "../bus/mod.ts";
 import type { EventEngine } from "../bus/mod.ts";
-import { MemoryEngine } from "../bus/memory_engine.ts";
 import type { Config } from "../config/mod.ts";
 import {
   ConnectionReadinessChecker,
   HandshakeCoordinator,
   RaceConditionDetector,
 } from "../connection/mod.ts";
-import type { ConnectionActor, ConnectionActorDeps } from "../connection/mod.ts";
-import { createApp } from "../http/create_app.ts";
+import type { ConnectionActor, ConnectionActorDeps, ConnectionLimits } from "../connection/mod.ts";
+import { createApp } from "../http/mod.ts";
+import type { ServeInfo } from "../http/mod.ts";
 import { CloseCode } from "../protocol/mod.ts";
-import type { ServeInfo } from "../http/create_app.ts";
 import { ServerMetrics } from "../metrics/mod.ts";
+import { createStore } from "../store/mod.ts";
 import type { ChatStore } from "../store/mod.ts";
-import { MemoryStore } from "../store/memory_store.ts";
 import { defaultMaxConnections } from "./connection_capacity.ts";
 import { ConnectionRegistry } from "./connection_registry.ts";
 import { DrainController } from "./drain_controller.ts";
@@ -44,7 +42,7 @@ export interface AgentsocketServer {
   fetch(request: Request, info: ServeInfo): Response | Promise<Response>;
   /** Starts background work (readiness probe, leases, reaper); resolves after the first probe. */
   start(): Promise<void>;
-  /** Drains (SPEC §6) and resolves when every run ended and every socket closed. */
+  /** Drains (`docs/protocol.md#close-codes`, 1012) and resolves when every run ended and every socket closed. */
   drain(): Promise<void>;
   /** Stops timers and closes the store and engine connections. */
   close(): Promise<void>;
@@ -82,55 +80,32 @@ export async function buildServer(
   const log = options.log ?? createLogger(config.logLevel);
   const production = config.appEnv === "production";
 
-  const { store, engine } = await createDependencies(config, { clock, log, ...options });
-
-  const devSecret = config.jwt.key.kind === "dev_secret" ? randomSecret() : undefined;
-  const verificationKey: VerificationKey = config.jwt.key.kind === "dev_secret"
-    ? { kind: "secret", secret: devSecret! }
-    : config.jwt.key.kind === "secret"
-    ? { kind: "secret", secret: new TextEncoder().encode(config.jwt.key.secret) }
-    : config.jwt.key.kind === "jwks"
-    ? { kind: "jwks", url: config.jwt.key.url }
-    : { kind: "public_key", key: config.jwt.key.key };
-  const jwtVerifier = new JwtVerifier({
-    key: verificationKey,
-    issuer: config.jwt.issuer,
-    audience: config.jwt.audience,
-    clockToleranceSeconds: config.jwt.clockToleranceSeconds,
-  });
-  try {
-    await jwtVerifier.ready();
-  } catch (error) {
-    throw new StartupError(
-      `Invalid configuration: JWT_PUBLIC_KEY ${
-        (error as Error).message.replace(/^JWT_PUBLIC_KEY /, "")
-      }`,
-    );
-  }
+  // Each folder builds its own part from its settings: a new store, engine or agent is one
+  // file in its folder and one line in that folder's factory.
+  const store = options.store ?? await createStore(config, { clock, log });
+  const engine = options.engine ?? await createEngine(config, { clock, log });
+  const auth = await createVerifier({ ...config.jwt, devTokens: !production }).catch(
+    (error: Error) => {
+      throw new StartupError(
+        `Invalid configuration: JWT_PUBLIC_KEY ${error.message.replace(/^JWT_PUBLIC_KEY /, "")}`,
+      );
+    },
+  );
+  const agent = options.agent ?? await createAgent(config.agent, { clock });
   // Test-only knobs (refused in production) bend these parts here and nowhere else.
   const { verifier, handshakeEngine, guards } = applyTestSeams(config.testing, {
-    verifier: jwtVerifier,
+    verifier: auth.verifier,
     engine,
     clock,
     log,
   });
-  const signingSecret = devSecret ??
-    (config.jwt.key.kind === "secret"
-      ? new TextEncoder().encode(config.jwt.key.secret)
-      : undefined);
-  const devTokens = !production && signingSecret
-    ? new DevTokenIssuer({
-      secret: signingSecret,
-      issuer: config.jwt.issuer,
-      audience: config.jwt.audience,
-    })
-    : undefined;
+  const devTokens = auth.devTokens;
 
   const fatal = Promise.withResolvers<never>();
   fatal.promise.catch(() => {}); // main awaits it; nothing else must see it unhandled
   const probes: Record<string, () => Promise<void>> = {};
-  if (store.kind === "postgres") {
-    probes.postgres = async () => {
+  if (store.kind !== "memory") {
+    probes[store.kind] = async () => {
       try {
         await store.ping();
       } catch (error) {
@@ -141,7 +116,7 @@ export async function buildServer(
       }
     };
   }
-  if (engine.kind === "redis") probes.redis = () => engine.ping();
+  if (engine.shared) probes[engine.kind] = () => engine.ping();
   const readiness = new ConnectionReadinessChecker({
     clock,
     probes,
@@ -154,12 +129,6 @@ export async function buildServer(
     onViolation: (kind, detail) => log.error("race violation", { kind, detail }),
   });
 
-  const agent = options.agent ??
-    new DemoAgent({
-      clock,
-      stepDelayMs: config.agent.stepDelayMs,
-      thinkingSteps: config.agent.thinkingSteps,
-    });
   // Read only at render time, once everything below exists.
   const metrics: ServerMetrics = new ServerMetrics({
     openConnections: () => registry.size,
@@ -205,21 +174,7 @@ export async function buildServer(
     verifier,
     gate,
     guards,
-    limits: {
-      handshakeTimeoutMs: config.limits.handshakeTimeoutMs,
-      maxFrameBytes: config.limits.maxFrameBytes,
-      maxPreReadyFrames: config.limits.maxPreReadyFrames,
-      maxPendingEvents: 4096,
-      maxPendingFrames: 1024,
-      slowConsumerBytes: config.limits.slowConsumerBytes,
-      slowConsumerTimeoutMs: config.limits.slowConsumerTimeoutMs,
-      clockToleranceSeconds: config.jwt.clockToleranceSeconds,
-      rateLimitPerSecond: config.limits.rateLimitPerSecond,
-      rateLimitBurst: config.limits.rateLimitBurst,
-      closeTimeoutMs: 5_000,
-      closeLingerMs: 100,
-      closeLingerMaxMs: 1_000,
-    },
+    limits: connectionLimits(config),
     observer: {
       onReady: (_actor, ms) => metrics.handshakeSeconds.observe(ms / 1000),
       onClosed: (actor, code) => {
@@ -295,42 +250,24 @@ export async function buildServer(
   };
 }
 
-async function createDependencies(
-  config: Config,
-  context: { clock: Clock; log: Logger; store?: ChatStore; engine?: EventEngine },
-): Promise<{ store: ChatStore; engine: EventEngine }> {
-  const { clock, log } = context;
-  const store = context.store ??
-    (config.databaseUrl
-      ? await createPostgresStore(config, clock, log)
-      : new MemoryStore({ clock, chatIdTtlSeconds: config.chatIdTtlSeconds }));
-  const engine = context.engine ??
-    (config.redisUrl
-      ? await createRedisEngine(config, clock, log)
-      : new MemoryEngine({ clock, log, retention: config.retention }));
-  return { store, engine };
-}
-
-async function createPostgresStore(config: Config, clock: Clock, log: Logger): Promise<ChatStore> {
-  const { PostgresStore } = await import("../store/postgres_store.ts");
-  return new PostgresStore({
-    url: config.databaseUrl!,
-    clock,
-    log,
-    chatIdTtlSeconds: config.chatIdTtlSeconds,
-  });
-}
-
-async function createRedisEngine(config: Config, clock: Clock, log: Logger): Promise<EventEngine> {
-  const { RedisEngine } = await import("../bus/redis_engine.ts");
-  return new RedisEngine({
-    url: config.redisUrl!,
-    keyPrefix: config.redisKeyPrefix,
-    instanceId: config.instanceId,
-    clock,
-    log,
-    retention: config.retention,
-  });
+/** The limits of every connection, from the configuration. */
+function connectionLimits(config: Config): ConnectionLimits {
+  const { limits } = config;
+  return {
+    handshakeTimeoutMs: limits.handshakeTimeoutMs,
+    maxFrameBytes: limits.maxFrameBytes,
+    maxPreReadyFrames: limits.maxPreReadyFrames,
+    maxPendingEvents: 4096,
+    maxPendingFrames: 1024,
+    slowConsumerBytes: limits.slowConsumerBytes,
+    slowConsumerTimeoutMs: limits.slowConsumerTimeoutMs,
+    clockToleranceSeconds: config.jwt.clockToleranceSeconds,
+    rateLimitPerSecond: limits.rateLimitPerSecond,
+    rateLimitBurst: limits.rateLimitBurst,
+    closeTimeoutMs: 5_000,
+    closeLingerMs: limits.closeLingerMs,
+    closeLingerMaxMs: 1_000,
+  };
 }
 
 function oneLine(text: string): string {

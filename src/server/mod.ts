@@ -6,5 +6,6 @@
 export * from "./build_server.ts";
 export * from "./connection_registry.ts";
 export * from "./drain_controller.ts";
+export * from "./keep_listening.ts";
 export * from "./startup_error.ts";
 export * from "./test_seams.ts";
