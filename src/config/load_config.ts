@@ -51,7 +51,8 @@ export interface Config {
     readonly rateLimitBurst: number;
     /**
      * A close decided while the client is still sending waits until it has sent nothing for
-     * this long (at most a second), so that the close code reaches it; 0 closes at once.
+     * this long (250 ms by default, at most a second), so that the close code reaches it; 0
+     * closes at once.
      */
     readonly closeLingerMs: number;
   };
@@ -156,7 +157,7 @@ export function loadConfig(env: EnvReader = (name) => Deno.env.get(name)): Confi
       slowConsumerTimeoutMs: int("SLOW_CONSUMER_TIMEOUT_MS", 10_000, 100, 600_000),
       rateLimitPerSecond: int("RATE_LIMIT_PER_SECOND", 50, 1, 1_000_000),
       rateLimitBurst: int("RATE_LIMIT_BURST", 100, 1, 1_000_000),
-      closeLingerMs: int("CLOSE_LINGER_MS", 100, 0, 10_000),
+      closeLingerMs: int("CLOSE_LINGER_MS", 250, 0, 10_000),
     },
     chatIdTtlSeconds: int("CHAT_ID_TTL_SECONDS", 86_400, 1, 31_536_000),
     retention: {

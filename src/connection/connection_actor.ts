@@ -78,7 +78,7 @@ export interface ConnectionLimits {
   /**
    * A close decided while the peer is still sending waits until it has sent nothing for this
    * long, so that the close code reaches it (see {@link CloseLinger}); 0 closes at once.
-   * @default 100
+   * @default 250
    */
   readonly closeLingerMs?: number;
   /** The longest a close waits for the peer to go quiet. @default 1000 */
@@ -199,7 +199,7 @@ export class ConnectionActor {
       burst: limits.rateLimitBurst,
     });
     this.#linger = new CloseLinger({
-      quietMs: limits.closeLingerMs ?? 100,
+      quietMs: limits.closeLingerMs ?? 250,
       maxMs: limits.closeLingerMaxMs ?? 1_000,
     });
     this.readiness.markReached("connecting");

@@ -37,7 +37,7 @@ Deno.test("a client that keeps sending after an oversized frame receives 1009, e
   await t.step(`${TRIES} tries, each closed 1009`, async () => {
     await using server = await startServer();
     const codes = await codesOfTries(server);
-    assert.deepEqual(codes, codes.map(() => 1009));
+    assert.deepEqual(codes, codes.map(() => 1009), `close codes: ${codes.join(",")}`);
     await server.assertNoRaces();
   });
   await t.step("fails without the linger (CLOSE_LINGER_MS=0): the code is lost", async () => {
