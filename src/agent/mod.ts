@@ -1,22 +1,26 @@
 /**
- * Agents and the run orchestrator (`docs/protocol.md#agents-and-tools`): the agent port, the
- * embedded demo agent, and the orchestrator that turns an agent's steps into run events.
- *
- * {@link createAgent} builds the agent the configuration names.
+ * Agents: the agent port (v2), the embedded demo agent with its tools, and the model-backed
+ * agent (`llm/`). {@link createAgent} builds the one the configuration names.
  *
  * @module
  */
 import type { Clock } from "../_util/clock.ts";
+import type { Logger } from "../_util/log.ts";
 import type { Agent } from "./agent.ts";
 import { DemoAgent } from "./demo_agent.ts";
+import { createLlmAgent } from "./llm/mod.ts";
+import type { LlmSettings } from "./llm/mod.ts";
 
 export * from "./agent.ts";
-export * from "./calculator.ts";
 export * from "./demo_agent.ts";
-export * from "./run_orchestrator.ts";
+export * from "./demo_tools.ts";
 
 /** What {@link createAgent} reads of the configuration. */
 export interface AgentConfig {
+  /** `AGENT`: the demo agent or a model. */
+  readonly agent: "demo" | "llm";
+  /** The model agent's settings; present when `agent` is `llm`. */
+  readonly settings?: LlmSettings;
   /** The demo agent's pause before each step, in ms. */
   readonly stepDelayMs: number;
   /** How many `agent_thinking` events a demo run emits. */
@@ -26,20 +30,17 @@ export interface AgentConfig {
 /** What every agent is given. */
 export interface AgentDeps {
   readonly clock: Clock;
+  readonly log: Logger;
 }
 
 /**
  * Builds the agent the configuration names: one line per kind of agent.
  *
  * @param config The agent's settings.
- * @param deps The clock.
+ * @param deps The clock and the logger.
  */
-export function createAgent(config: AgentConfig, deps: AgentDeps): Promise<Agent> {
-  return Promise.resolve(
-    new DemoAgent({
-      clock: deps.clock,
-      stepDelayMs: config.stepDelayMs,
-      thinkingSteps: config.thinkingSteps,
-    }),
-  );
+export function createAgent(config: AgentConfig, deps: AgentDeps): Agent {
+  if (config.agent === "llm" && config.settings) return createLlmAgent(config.settings, deps);
+  const { stepDelayMs, thinkingSteps } = config;
+  return new DemoAgent({ clock: deps.clock, stepDelayMs, thinkingSteps });
 }

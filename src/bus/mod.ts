@@ -1,5 +1,7 @@
 /**
- * Event engines: the per-user ordered event log with live fan-out (`docs/protocol.md#resume`).
+ * Event engines: the per-user ordered event log with live fan-out, retention that never drops
+ * a run in flight, thread purges and tool approvals decided in the log
+ * (docs/protocol.md#resume, docs/protocol.md#approval).
  *
  * {@link createEngine} builds the one the configuration names. `RedisEngine` is loaded only
  * when Redis is configured (import `./redis_engine.ts` directly otherwise; only its options

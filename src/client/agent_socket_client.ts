@@ -756,7 +756,9 @@ export class AgentSocketClient {
     for (let page = 0; page < HISTORY_MAX_PAGES; page++) {
       const result = await this.listMessages(run.threadId!, { limit: HISTORY_PAGE_LIMIT, before });
       if (result === null) return { kind: "gone" };
-      const reply = result.items.find((m) => m.runId === run.runId && m.role === "assistant");
+      const reply = result.items.find((m) =>
+        m.runId === run.runId && m.role === "assistant" && m.runStatus === "completed"
+      );
       if (reply) return { kind: "reply", text: reply.text };
       if (result.items.some((m) => m.runId === run.runId) || !result.nextCursor) break;
       before = result.nextCursor;

@@ -8,3 +8,4 @@
 export * from "./env_reader.ts";
 export * from "./load_config.ts";
 export * from "./test_knobs.ts";
+export * from "./llm_config.ts";

@@ -9,10 +9,12 @@ import { systemClock } from "../_util/clock.ts";
 import type { Clock } from "../_util/clock.ts";
 import { createLogger } from "../_util/log.ts";
 import type { Logger } from "../_util/log.ts";
-import { createAgent, RunOrchestrator } from "../agent/mod.ts";
+import { createAgent, createDemoTools } from "../agent/mod.ts";
 import type { Agent } from "../agent/mod.ts";
 import { createVerifier } from "../auth/mod.ts";
 import { createEngine } from "../bus/mod.ts";
+import { RunOrchestrator } from "../runs/mod.ts";
+import { ToolRegistry } from "../tools/mod.ts";
 import type { EventEngine } from "../bus/mod.ts";
 import type { Config } from "../config/mod.ts";
 import {
@@ -91,7 +93,7 @@ export async function buildServer(
       );
     },
   );
-  const agent = options.agent ?? await createAgent(config.agent, { clock });
+  const agent = options.agent ?? createAgent({ ...config.llm, ...config.agent }, { clock, log });
   // Test-only knobs (refused in production) bend these parts here and nowhere else.
   const { verifier, handshakeEngine, guards } = applyTestSeams(config.testing, {
     verifier: auth.verifier,
@@ -129,6 +131,7 @@ export async function buildServer(
     onViolation: (kind, detail) => log.error("race violation", { kind, detail }),
   });
 
+  const tools = new ToolRegistry(createDemoTools({ clock, workMs: config.agent.stepDelayMs }));
   // Read only at render time, once everything below exists.
   const metrics: ServerMetrics = new ServerMetrics({
     openConnections: () => registry.size,
@@ -143,14 +146,22 @@ export async function buildServer(
     store,
     engine,
     agent,
+    tools,
     clock,
     log,
     instanceId: config.instanceId,
     leaseMs: config.runLeaseMs,
+    streamFlushMs: config.llm.streamFlushMs,
+    toolOutputMaxBytes: config.llm.toolOutputMaxBytes,
+    maxActiveRunsPerUser: config.llm.maxActiveRunsPerUser,
     onDependencyFailure: (name) => readiness.reportFailure(name),
     observer: {
       onRunStarted: () => metrics.runsTotal.inc({ status: "started" }),
-      onRunEnded: (status) => metrics.runsTotal.inc({ status }),
+      onRunEnded: (report) => {
+        metrics.runsTotal.inc({ status: report.status });
+        metrics.recordRunEnd(report);
+      },
+      onFirstPiece: (ms) => metrics.firstPieceSeconds.observe(ms / 1000),
     },
   });
 
@@ -193,6 +204,9 @@ export async function buildServer(
   const page = await loadPage();
   const app = createApp({
     store,
+    // TODO(#11): the orchestrator's delete, which cancels a run in flight and purges the
+    // thread's events from the engine, replaces this store-only delete.
+    threads: { delete: (userId, threadId) => store.deleteThread(userId, threadId) },
     engine,
     verifier,
     devTokens,

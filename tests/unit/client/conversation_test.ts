@@ -56,7 +56,15 @@ function event(runId: string, name: string, data: Record<string, unknown> = {}):
 }
 
 function message(runId: string, role: "user" | "assistant", text: string): HistoryMessage {
-  return { id: `${runId}-${role}`, role, text, runId, seq: null, createdAt: "" };
+  return {
+    id: `${runId}-${role}`,
+    role,
+    text,
+    runId,
+    seq: null,
+    createdAt: "",
+    runStatus: "completed",
+  };
 }
 
 function runEvents(runId: string, chatId: string, text: string, reply: string): EventFrame[] {

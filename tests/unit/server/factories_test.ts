@@ -24,8 +24,8 @@ Deno.test("createStore() and createEngine() build the in-memory parts when no se
   await engine.close();
 });
 
-Deno.test("createAgent() builds the demo agent from its pacing", async () => {
-  assert.ok((await createAgent(defaults.agent, deps)) instanceof DemoAgent);
+Deno.test("createAgent() builds the demo agent unless AGENT names a model", () => {
+  assert.ok(createAgent({ ...defaults.llm, ...defaults.agent }, deps) instanceof DemoAgent);
 });
 
 Deno.test("createVerifier() in development signs dev tokens its verifier accepts", async () => {
