@@ -14,7 +14,7 @@ import type { Agent } from "../agent/mod.ts";
 import { createVerifier } from "../auth/mod.ts";
 import { createEngine } from "../bus/mod.ts";
 import { RunOrchestrator } from "../runs/mod.ts";
-import { ToolRegistry } from "../tools/mod.ts";
+import { ToolRegistry, ToolRegistryError } from "../tools/mod.ts";
 import type { EventEngine } from "../bus/mod.ts";
 import type { Config } from "../config/mod.ts";
 import {
@@ -131,7 +131,15 @@ export async function buildServer(
     onViolation: (kind, detail) => log.error("race violation", { kind, detail }),
   });
 
-  const tools = new ToolRegistry(createDemoTools({ clock, workMs: config.agent.stepDelayMs }));
+  let tools: ToolRegistry;
+  try {
+    tools = new ToolRegistry(createDemoTools({ clock, workMs: config.agent.stepDelayMs }), {
+      requireApproval: config.llm.toolsRequireApproval,
+    });
+  } catch (error) {
+    if (!(error instanceof ToolRegistryError)) throw error;
+    throw new StartupError(`Invalid configuration: TOOLS_REQUIRE_APPROVAL ${error.message}`);
+  }
   // Read only at render time, once everything below exists.
   const metrics: ServerMetrics = new ServerMetrics({
     openConnections: () => registry.size,
@@ -154,6 +162,7 @@ export async function buildServer(
     streamFlushMs: config.llm.streamFlushMs,
     toolOutputMaxBytes: config.llm.toolOutputMaxBytes,
     maxActiveRunsPerUser: config.llm.maxActiveRunsPerUser,
+    approvalTimeoutMs: config.llm.toolApprovalTimeoutMs,
     onDependencyFailure: (name) => readiness.reportFailure(name),
     observer: {
       onRunStarted: () => metrics.runsTotal.inc({ status: "started" }),
@@ -204,9 +213,7 @@ export async function buildServer(
   const page = await loadPage();
   const app = createApp({
     store,
-    // TODO(#11): the orchestrator's delete, which cancels a run in flight and purges the
-    // thread's events from the engine, replaces this store-only delete.
-    threads: { delete: (userId, threadId) => store.deleteThread(userId, threadId) },
+    threads: { delete: (userId, threadId) => orchestrator.deleteThread(userId, threadId) },
     engine,
     verifier,
     devTokens,
