@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { ConfigError, loadConfig } from "./src/config/mod.ts";
+import { ConfigError, loadEnvConfig } from "./src/config/mod.ts";
 import { buildServer } from "./src/server/build_server.ts";
 import { keepListening } from "./src/server/keep_listening.ts";
 import { StartupError } from "./src/server/startup_error.ts";
@@ -12,7 +12,7 @@ import { StartupError } from "./src/server/startup_error.ts";
 async function main(): Promise<number> {
   let config;
   try {
-    config = loadConfig();
+    config = loadEnvConfig();
   } catch (error) {
     if (error instanceof ConfigError) {
       console.error(error.message);
