@@ -489,7 +489,7 @@ export class ConnectionActor {
     }
     if (!isLive(this.#state)) return; // stored; a resent id gets the same ack
     if (outcome.ok) this.#send(outcome.ack);
-    else this.#sendError(outcome.code, outcome.message, chat.id);
+    else this.#sendError(outcome.code, outcome.message, chat.id, outcome.refusal);
   }
 
   async #onCancel(runId: string): Promise<void> {
@@ -625,10 +625,14 @@ export class ConnectionActor {
 
   // ---- sending and closing ------------------------------------------------------------------
 
-  #sendError(code: ErrorCode, message: string, ref?: string): void {
-    this.#send(
-      ref === undefined ? { type: "error", code, message } : { type: "error", code, message, ref },
-    );
+  #sendError(code: ErrorCode, message: string, ref?: string, refusal?: string): void {
+    this.#send({
+      type: "error",
+      code,
+      message,
+      ...(ref === undefined ? {} : { ref }),
+      ...(refusal === undefined ? {} : { refusal }),
+    });
   }
 
   /** The only place a frame reaches the socket. */
