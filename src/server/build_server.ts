@@ -14,9 +14,12 @@ import type { Agent } from "../agent/mod.ts";
 import { createVerifier } from "../auth/mod.ts";
 import { createEngine } from "../bus/mod.ts";
 import { RunOrchestrator } from "../runs/mod.ts";
+import type { RunHooks } from "../runs/mod.ts";
 import { ToolRegistry, ToolRegistryError } from "../tools/mod.ts";
+import type { AnyTool } from "../tools/mod.ts";
 import type { EventEngine } from "../bus/mod.ts";
-import type { Config } from "../config/mod.ts";
+import { AgentsocketOptionsError, ENV_NAMING } from "../config/mod.ts";
+import type { ServerConfig, SettingNaming } from "../config/mod.ts";
 import {
   ConnectionReadinessChecker,
   HandshakeCoordinator,
@@ -38,7 +41,7 @@ import { applyTestSeams } from "./test_seams.ts";
 
 /** A built instance. */
 export interface AgentsocketServer {
-  readonly config: Config;
+  readonly config: ServerConfig;
   readonly log: Logger;
   /** Given to `Deno.serve`. */
   fetch(request: Request, info: ServeInfo): Response | Promise<Response>;
@@ -58,12 +61,26 @@ export interface AgentsocketServer {
   readonly registry: ConnectionRegistry;
 }
 
-/** Seams for tests and embedders. */
+/** What code gives an instance besides its configuration: the embedding API, and test seams. */
 export interface BuildOptions {
   readonly clock?: Clock;
   readonly log?: Logger;
-  /** Another agent behind the same interface (the default is the demo agent). */
+  /** Another agent behind the same interface (the default is the one `config.llm` names). */
   readonly agent?: Agent;
+  /** The tools; default: the demo tools with a built-in agent, none with `agent`. */
+  readonly tools?: readonly AnyTool[];
+  /** The host application's `beforeRun` and `onUsage`. */
+  readonly hooks?: RunHooks;
+  /** How long `beforeRun` may take. @default 3000 */
+  readonly hookTimeoutMs?: number;
+  /** Where every route is mounted (checked). @default "" */
+  readonly basePath?: string;
+  /** Serve the chat page. @default true */
+  readonly page?: boolean;
+  /** Serve `POST /auth/dev-token` in development. @default true */
+  readonly devTokens?: boolean;
+  /** How a bad setting found while building is named. @default the environment variable */
+  readonly naming?: SettingNaming;
   readonly store?: ChatStore;
   readonly engine?: EventEngine;
 }
@@ -75,24 +92,29 @@ export interface BuildOptions {
  * @param options Seams for tests.
  */
 export async function buildServer(
-  config: Config,
+  config: ServerConfig,
   options: BuildOptions = {},
 ): Promise<AgentsocketServer> {
   const clock = options.clock ?? systemClock;
   const log = options.log ?? createLogger(config.logLevel);
+  const naming = options.naming ?? ENV_NAMING;
   const production = config.appEnv === "production";
 
   // Each folder builds its own part from its settings: a new store, engine or agent is one
   // file in its folder and one line in that folder's factory.
   const store = options.store ?? await createStore(config, { clock, log });
   const engine = options.engine ?? await createEngine(config, { clock, log });
-  const auth = await createVerifier({ ...config.jwt, devTokens: !production }).catch(
-    (error: Error) => {
-      throw new StartupError(
-        `Invalid configuration: JWT_PUBLIC_KEY ${error.message.replace(/^JWT_PUBLIC_KEY /, "")}`,
-      );
-    },
-  );
+  // Tools are checked first: a bad one must not leave a store or engine connection open.
+  const tools = toolRegistry(options.tools ?? defaultTools(config, options, clock), {
+    requireApproval: config.llm.toolsRequireApproval,
+    naming,
+  });
+  const auth = await createVerifier({
+    ...config.jwt,
+    devTokens: !production && options.devTokens !== false,
+  }).catch((error: Error) => {
+    throw naming.error("jwt.publicKey", error.message.replace(/^JWT_PUBLIC_KEY /, ""));
+  });
   const agent = options.agent ?? createAgent({ ...config.llm, ...config.agent }, { clock, log });
   // Test-only knobs (refused in production) bend these parts here and nowhere else.
   const { verifier, handshakeEngine, guards } = applyTestSeams(config.testing, {
@@ -131,15 +153,6 @@ export async function buildServer(
     onViolation: (kind, detail) => log.error("race violation", { kind, detail }),
   });
 
-  let tools: ToolRegistry;
-  try {
-    tools = new ToolRegistry(createDemoTools({ clock, workMs: config.agent.stepDelayMs }), {
-      requireApproval: config.llm.toolsRequireApproval,
-    });
-  } catch (error) {
-    if (!(error instanceof ToolRegistryError)) throw error;
-    throw new StartupError(`Invalid configuration: TOOLS_REQUIRE_APPROVAL ${error.message}`);
-  }
   // Read only at render time, once everything below exists.
   const metrics: ServerMetrics = new ServerMetrics({
     openConnections: () => registry.size,
@@ -163,6 +176,8 @@ export async function buildServer(
     toolOutputMaxBytes: config.llm.toolOutputMaxBytes,
     maxActiveRunsPerUser: config.llm.maxActiveRunsPerUser,
     approvalTimeoutMs: config.llm.toolApprovalTimeoutMs,
+    hooks: options.hooks,
+    hookTimeoutMs: options.hookTimeoutMs,
     onDependencyFailure: (name) => readiness.reportFailure(name),
     observer: {
       onRunStarted: () => metrics.runsTotal.inc({ status: "started" }),
@@ -210,7 +225,8 @@ export async function buildServer(
   if (maxConnections === Number.POSITIVE_INFINITY) {
     log.info("no connection ceiling: set MAX_CONNECTIONS below the open-files limit (ulimit -n)");
   }
-  const page = await loadPage();
+  const basePath = options.basePath ?? "";
+  const page = options.page === false ? undefined : await loadPage({ basePath });
   const app = createApp({
     store,
     threads: { delete: (userId, threadId) => orchestrator.deleteThread(userId, threadId) },
@@ -220,8 +236,9 @@ export async function buildServer(
     readiness,
     metrics,
     log,
-    pageHtml: page.html,
-    staticFiles: page.files,
+    basePath,
+    pageHtml: page?.html,
+    staticFiles: page?.files,
     upgrade: {
       actorDeps,
       verifier,
@@ -271,8 +288,35 @@ export async function buildServer(
   };
 }
 
+/** The demo tools go with the built-in agents; an agent of the application brings its own. */
+function defaultTools(config: ServerConfig, options: BuildOptions, clock: Clock): AnyTool[] {
+  if (options.agent) return [];
+  return createDemoTools({ clock, workMs: config.agent.stepDelayMs });
+}
+
+/** Registers the tools; a bad one, or an approval name no tool has, is a bad setting. */
+function toolRegistry(
+  tools: readonly AnyTool[],
+  options: { requireApproval: readonly string[]; naming: SettingNaming },
+): ToolRegistry {
+  const names = new Set(tools.map((tool) => tool?.name));
+  const unknown = options.requireApproval.find((name) => !names.has(name));
+  if (unknown !== undefined) {
+    throw options.naming.error(
+      "toolsRequireApproval",
+      `names "${unknown}", which no tool has (registered: ${[...names].join(", ") || "none"})`,
+    );
+  }
+  try {
+    return new ToolRegistry(tools, { requireApproval: options.requireApproval });
+  } catch (error) {
+    if (!(error instanceof ToolRegistryError)) throw error;
+    throw new AgentsocketOptionsError("tools", error.message, { cause: error });
+  }
+}
+
 /** The limits of every connection, from the configuration. */
-function connectionLimits(config: Config): ConnectionLimits {
+function connectionLimits(config: ServerConfig): ConnectionLimits {
   const { limits } = config;
   return {
     handshakeTimeoutMs: limits.handshakeTimeoutMs,

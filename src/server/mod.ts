@@ -9,3 +9,5 @@ export * from "./drain_controller.ts";
 export * from "./keep_listening.ts";
 export * from "./startup_error.ts";
 export * from "./test_seams.ts";
+export * from "./agentsocket_options.ts";
+export * from "./create_agentsocket.ts";
