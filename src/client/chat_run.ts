@@ -68,7 +68,7 @@ export interface ChatRun extends AsyncIterable<EventFrame> {
 const MAX_EVENTS_PER_RUN = 10_000;
 
 /**
- * The client's record of one run. Only {@link AgentSocketClient} calls its mutating methods.
+ * The client's record of one run. Only the run registry calls its mutating methods.
  * @internal
  */
 export class TrackedRun implements ChatRun {

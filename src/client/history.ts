@@ -1,9 +1,17 @@
 /**
- * The REST history (SPEC §2) as the client reads it; the wire shapes (`ThreadSummary`,
- * `HistoryMessage`) are `src/protocol`'s, shared with the server.
+ * The REST side of the client (`docs/protocol.md#rest`): the caller's threads and a thread's
+ * messages, with the bearer token of the socket. The wire shapes
+ * (`ThreadSummary`, `HistoryMessage`) are `src/protocol`'s, shared with the server.
  *
  * @module
  */
+import type {
+  HistoryMessage,
+  MessagesResponse,
+  ThreadsResponse,
+  ThreadSummary,
+} from "../protocol/mod.ts";
+
 export type { HistoryMessage, ThreadSummary } from "../protocol/mod.ts";
 
 /** One page of a listing; `nextCursor` names the next, older page. */
@@ -20,14 +28,121 @@ export interface PageOptions {
   readonly before?: string;
 }
 
-/** A REST request failed (not a 404, which the listing methods answer with `null`). */
+/** A REST request failed (not a 404 of `listMessages`, which answers `null`). */
 export class HistoryRequestError extends Error {
   /** The HTTP status, or 0 when no answer came. */
   readonly status: number;
-  constructor(status: number, message: string, options?: ErrorOptions) {
+  /** The answer's `error.code` (e.g. `not_found`), when it had one. */
+  readonly code?: string;
+  constructor(status: number, message: string, options?: ErrorOptions & { code?: string }) {
     super(message, options);
     this.name = "HistoryRequestError";
     this.status = status;
+    this.code = options?.code;
+  }
+}
+
+/** The bearer token of the REST calls: the socket's. */
+export interface TokenProvider {
+  /** The token to use now. */
+  current(): Promise<string>;
+  /** The server answered 401: the next `current()` asks for a fresh token. */
+  invalidate(): void;
+  /** Whether a fresh token can be had. */
+  readonly renewable: boolean;
+}
+
+/** Options of {@link HistoryApi}. */
+export interface HistoryApiOptions {
+  /** The server's HTTP base (`http://host/`). */
+  readonly base: URL;
+  readonly tokens: TokenProvider;
+  readonly fetch: typeof fetch;
+}
+
+/** The REST calls; identical GETs in flight share one request. */
+export class HistoryApi {
+  #o: HistoryApiOptions;
+  #requests = new Map<string, Promise<unknown>>();
+
+  constructor(options: HistoryApiOptions) {
+    this.#o = options;
+  }
+
+  /** The caller's threads, newest first (`GET /api/threads`). */
+  async listThreads(options: PageOptions = {}): Promise<HistoryPage<ThreadSummary>> {
+    const body = await this.#get(`/api/threads${query(options)}`) as ThreadsResponse;
+    return { items: body.threads, nextCursor: body.nextCursor };
+  }
+
+  /**
+   * A page of a thread's messages, oldest first within the page; without `before`, the newest.
+   *
+   * @returns The page, or `null` when the server does not know the thread.
+   */
+  async listMessages(
+    threadId: string,
+    options: PageOptions = {},
+  ): Promise<HistoryPage<HistoryMessage> | null> {
+    const path = `${threadPath(threadId)}/messages${query(options)}`;
+    const body = await this.#get(path, { allowNotFound: true }) as MessagesResponse | null;
+    return body === null ? null : { items: body.messages, nextCursor: body.nextCursor };
+  }
+
+  /** GETs JSON; identical requests in flight share one (a reset asks for a thread twice). */
+  #get(path: string, options: { allowNotFound?: boolean } = {}): Promise<unknown> {
+    const key = `${options.allowNotFound ? "?" : "!"}${path}`;
+    const pending = this.#requests.get(key);
+    if (pending) return pending;
+    const request = this.#request("GET", path, undefined, options).finally(() => {
+      this.#requests.delete(key);
+    });
+    this.#requests.set(key, request);
+    return request;
+  }
+
+  async #request(
+    method: "GET",
+    path: string,
+    body?: unknown,
+    options: { allowNotFound?: boolean } = {},
+  ): Promise<unknown> {
+    const url = new URL(path, this.#o.base);
+    for (let attempt = 0;; attempt++) {
+      const token = await this.#o.tokens.current();
+      const headers: Record<string, string> = { authorization: `Bearer ${token}` };
+      if (body !== undefined) headers["content-type"] = "application/json";
+      let response: Response;
+      try {
+        response = await this.#o.fetch(url, {
+          method,
+          headers,
+          body: body === undefined ? undefined : JSON.stringify(body),
+        });
+      } catch (error) {
+        throw new HistoryRequestError(0, `${method} ${url.pathname} failed: ${messageOf(error)}`, {
+          cause: error,
+        });
+      }
+      if (response.status === 401 && attempt === 0 && this.#o.tokens.renewable) {
+        await response.body?.cancel();
+        this.#o.tokens.invalidate(); // expired or from another boot: one fresh token, then give up
+        continue;
+      }
+      if (response.status === 404 && options.allowNotFound) {
+        await response.body?.cancel();
+        return null;
+      }
+      if (!response.ok) {
+        const text = await response.text();
+        throw new HistoryRequestError(
+          response.status,
+          `${method} ${url.pathname} answered ${response.status}: ${text.slice(0, 200)}`,
+          { code: errorCodeOf(text) },
+        );
+      }
+      return await response.json();
+    }
   }
 }
 
@@ -36,4 +151,29 @@ export function apiBaseFor(url: URL): URL {
   const base = new URL("/", url);
   base.protocol = url.protocol === "wss:" ? "https:" : "http:";
   return base;
+}
+
+function threadPath(threadId: string): string {
+  return `/api/threads/${encodeURIComponent(threadId)}`;
+}
+
+function query(options: PageOptions): string {
+  const params = new URLSearchParams();
+  if (options.limit !== undefined) params.set("limit", String(options.limit));
+  if (options.before !== undefined) params.set("before", options.before);
+  const text = params.toString();
+  return text ? `?${text}` : "";
+}
+
+function errorCodeOf(text: string): string | undefined {
+  try {
+    const code = (JSON.parse(text) as { error?: { code?: unknown } }).error?.code;
+    return typeof code === "string" ? code : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }

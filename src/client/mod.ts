@@ -7,7 +7,7 @@
  *
  * @example Ask a question and wait for the reply
  * ```ts ignore
- * import { connect } from "@agentsocket/server/client";
+ * import { connect } from "./mod.ts";
  *
  * const client = connect({
  *   url: "ws://127.0.0.1:8000/ws",
@@ -37,6 +37,8 @@ export type {
 export { backoffDelay, DEFAULT_BACKOFF } from "./backoff.ts";
 export type { BackoffOptions } from "./backoff.ts";
 export type { ChatRun, ChatRunOutcome, ChatRunState } from "./chat_run.ts";
+export { webSocketFactory } from "./client_socket.ts";
+export type { ClientSocket, SocketFactory, SocketHandlers } from "./client_socket.ts";
 export { CLIENT_STATES, isAllowedClientTransition } from "./client_state.ts";
 export type { ClientState } from "./client_state.ts";
 export { Conversation } from "./conversation.ts";
