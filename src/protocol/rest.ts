@@ -4,6 +4,7 @@
  *
  * @module
  */
+import type { RunStatus } from "./frames.ts";
 
 /** One thread of the caller, from `GET /api/threads`. */
 export interface ThreadSummary {
@@ -26,6 +27,13 @@ export interface HistoryMessage {
    */
   readonly seq: number | null;
   readonly createdAt: string;
+  /**
+   * The status of the message's run (`running` until it ends). Optional until every server
+   * sends it; a client reads its absence as "unknown" (older servers).
+   */
+  readonly runStatus?: RunStatus;
+  /** On the assistant message of a failed run: why it failed (its text is the partial reply). */
+  readonly error?: { readonly code: string; readonly message: string };
 }
 
 /** The body of `GET /api/threads`: newest first; `nextCursor` only when an older page exists. */
