@@ -1,13 +1,13 @@
 /**
  * The agentsocket client: one WebSocket to `GET /ws`, kept ready across reconnects, with
- * resume, token refresh and idempotent chat resends; the runs it follows; the history over
- * REST. Standard `WebSocket` and `fetch` only, so it runs
+ * resume, token refresh and idempotent chat resends; the runs it follows, with their replies
+ * as they stream; the threads over REST. Standard `WebSocket` and `fetch` only, so it runs
  * unchanged in browsers and in Deno.
  *
  * It is a facade over four parts, each the one writer of its own state: the
  * {@link Transport} (socket, backoff, token, keep-alive), the {@link StreamCursor} (epoch, seq,
- * replay end, dedupe), the {@link RunRegistry} (chats, runs, cancels, settling from the
- * history) and the {@link HistoryApi} (REST).
+ * replay end, dedupe), the {@link RunRegistry} (chats, runs, cancels, approvals, settling from
+ * the history) and the {@link HistoryApi} (REST).
  *
  * @module
  */
@@ -20,15 +20,17 @@ import type {
 } from "../protocol/mod.ts";
 import { DEFAULT_BACKOFF } from "./backoff.ts";
 import type { BackoffOptions } from "./backoff.ts";
-import type { ChatRun } from "./chat_run.ts";
+import type { ChatRun, PendingApproval } from "./chat_run.ts";
 import { webSocketFactory } from "./client_socket.ts";
 import type { SocketFactory } from "./client_socket.ts";
 import type { ClientState } from "./client_state.ts";
+import { Conversation } from "./conversation.ts";
 import { Emitter } from "./emitter.ts";
 import type { Listener } from "./emitter.ts";
 import { ClientClosedError } from "./errors.ts";
 import { apiBaseFor, HistoryApi } from "./history.ts";
 import type { HistoryMessage, HistoryPage, PageOptions, ThreadSummary } from "./history.ts";
+import { DEFAULT_MAX_FRAME_BYTES } from "./outgoing_frame.ts";
 import { RunRegistry } from "./run_registry.ts";
 import type { ChatOptions } from "./run_registry.ts";
 import { StreamCursor } from "./stream_cursor.ts";
@@ -66,7 +68,17 @@ export interface ConnectOptions {
   readonly pongTimeoutMs?: number;
   /** How often a chat refused with `unavailable` or `rate_limited` is retried. @default 5 */
   readonly maxChatRetries?: number;
-  /** Largest frame sent, in bytes; a larger chat throws `RangeError`. @default 65536 */
+  /**
+   * A chat sent on this many connections that were each cut (1006) before its ack is refused
+   * with `undeliverable` instead of being sent again. @default 3
+   */
+  readonly maxChatAttempts?: number;
+  /**
+   * The largest frame sent, in bytes, when lower than the server's limit: a chat (or approve)
+   * over the limit is refused with {@link FrameTooLargeError} and never sent. The server's
+   * limit is `ready.maxFrameBytes`; before the first `ready`, or from a server that does not
+   * say, 65536 (the protocol's default). @default the server's limit
+   */
   readonly maxFrameBytes?: number;
   /** Timers, clock and randomness (tests inject their own). */
   readonly timers?: ClientTimers;
@@ -102,6 +114,8 @@ export interface ClientEventMap {
   reset: ResetInfo;
   /** The server accepted a `refresh`: the connection now lives until `exp` (seconds). */
   refreshed: { readonly exp: number };
+  /** The tool calls waiting for a person's decision changed (all runs, oldest first). */
+  approvals: readonly PendingApproval[];
   /** An `error` frame that answers nothing this client tracks. */
   error: ErrorFrame;
 }
@@ -116,7 +130,7 @@ export interface ClientEventMap {
  * const client = connect({ url: "ws://127.0.0.1:8000/ws", getToken: fetchToken });
  * await client.ready;
  * const run = client.chat("what is 6*7");
- * for await (const event of run) console.log(event.name);
+ * for await (const piece of run.pieces()) console.log(piece.kind, piece.text);
  * console.log(await run.reply); // "6*7 = 42"
  * await client.close();
  * ```
@@ -139,6 +153,7 @@ export class AgentSocketClient {
   #cursor = new StreamCursor();
   #runs: RunRegistry;
   #history: HistoryApi;
+  #maxFrameBytes?: number;
   /** What the cursor made of the `ready` being handled. */
   #readying?: CursorReady;
 
@@ -149,6 +164,7 @@ export class AgentSocketClient {
         `Cannot connect: "url" must be a ws: or wss: URL, received "${url.href}"`,
       );
     }
+    this.#maxFrameBytes = options.maxFrameBytes;
     const timers = this.#timers = new TimerGroup(options.timers ?? systemTimers);
     const tokens = new TokenSource({
       token: options.token,
@@ -170,13 +186,17 @@ export class AgentSocketClient {
       connection: {
         send: (frame) => this.#transport.send(frame),
         current: () => this.#transport.state === "ready" ? this.#transport.lastReady : undefined,
+        maxFrameBytes: () => this.maxFrameBytes,
       },
       history: this.#history,
       timers,
       backoff,
       maxChatRetries: options.maxChatRetries ?? 5,
-      maxFrameBytes: options.maxFrameBytes ?? 65_536,
-      events: { run: (run) => this.#events.emit("run", run) },
+      maxChatAttempts: options.maxChatAttempts ?? 3,
+      events: {
+        run: (run) => this.#events.emit("run", run),
+        approvals: (pending) => this.#events.emit("approvals", pending),
+      },
     });
     this.#transport = new Transport({
       url,
@@ -194,7 +214,10 @@ export class AgentSocketClient {
         state: (change) => this.#events.emit("state", change),
         ready: (frame) => this.#onReady(frame),
         frame: (frame) => this.#onFrame(frame),
-        disconnected: (info) => this.#events.emit("disconnected", info),
+        disconnected: (info) => {
+          this.#runs.disconnected(info.code);
+          this.#events.emit("disconnected", info);
+        },
         closed: (error) => {
           this.#runs.close(error);
           this.#timers.stop();
@@ -231,6 +254,28 @@ export class AgentSocketClient {
   }
 
   /**
+   * The largest frame the client sends, in bytes: the server's limit (`ready.maxFrameBytes`,
+   * 65536 when it does not say), or `maxFrameBytes` when lower.
+   */
+  get maxFrameBytes(): number {
+    const announced = this.#transport.lastReady?.maxFrameBytes;
+    const server = typeof announced === "number" && announced > 0
+      ? announced
+      : DEFAULT_MAX_FRAME_BYTES;
+    return Math.min(server, this.#maxFrameBytes ?? Infinity);
+  }
+
+  /** The runs followed and not settled yet (this client's chats and other tabs' runs). */
+  get runs(): readonly ChatRun[] {
+    return this.#runs.runs;
+  }
+
+  /** The tool calls of every run that wait for a person's decision. */
+  get pendingApprovals(): readonly PendingApproval[] {
+    return this.#runs.pendingApprovals;
+  }
+
+  /**
    * Listens to an event.
    *
    * @returns A function that removes the listener.
@@ -250,7 +295,8 @@ export class AgentSocketClient {
    * again with the same id, and the server answers a repeat with the same run.
    *
    * @throws {TypeError} When `text` is empty, or the id is already in flight.
-   * @throws {RangeError} When the frame would exceed `maxFrameBytes`.
+   * @throws {FrameTooLargeError} When the frame would exceed the frame limit (see
+   *   {@link AgentSocketClient.maxFrameBytes}); nothing is sent.
    * @throws {ClientClosedError} When the client is closed.
    */
   chat(text: string, options: ChatOptions = {}): ChatRun {
@@ -270,6 +316,11 @@ export class AgentSocketClient {
     this.#runs.cancelRun(runId);
   }
 
+  /** A run followed by this client, by id (while not settled). */
+  run(runId: string): ChatRun | undefined {
+    return this.#runs.get(runId);
+  }
+
   /** The caller's threads, newest first; `nextCursor` pages to older ones. */
   listThreads(options: PageOptions = {}): Promise<HistoryPage<ThreadSummary>> {
     return this.#history.listThreads(options);
@@ -285,6 +336,47 @@ export class AgentSocketClient {
     options: PageOptions = {},
   ): Promise<HistoryPage<HistoryMessage> | null> {
     return this.#history.listMessages(threadId, options);
+  }
+
+  /**
+   * Opens a thread as a {@link Conversation}: its newest history merged with the runs this
+   * client follows, kept live; without `threadId`, a new conversation (its first message
+   * starts the thread).
+   *
+   * @returns The conversation, loaded; `dispose()` it when done.
+   * @throws {HistoryRequestError} (rejection) When the history cannot be read.
+   */
+  async openThread(threadId?: string): Promise<Conversation> {
+    const conversation = new Conversation(this, { threadId });
+    try {
+      await conversation.load();
+    } catch (error) {
+      conversation.dispose();
+      throw error;
+    }
+    return conversation;
+  }
+
+  /**
+   * Renames a thread.
+   *
+   * @returns The thread as the server now has it.
+   * @throws {RangeError} (rejection) When `title` is blank or longer than 200 characters.
+   * @throws {HistoryRequestError} (rejection) With status 404 when the thread is not the caller's.
+   */
+  renameThread(threadId: string, title: string): Promise<ThreadSummary> {
+    return this.#history.renameThread(threadId, title);
+  }
+
+  /**
+   * Deletes a thread, its messages and runs; a run of it in flight is cancelled (and settles
+   * `cancelled` here), and its events are never replayed again.
+   *
+   * @throws {HistoryRequestError} (rejection) With status 404 when the thread is not the caller's.
+   */
+  async deleteThread(threadId: string): Promise<void> {
+    await this.#history.deleteThread(threadId);
+    this.#runs.threadDeleted(threadId);
   }
 
   /**

@@ -1,6 +1,7 @@
 /**
- * The REST side of the client (`docs/protocol.md#rest`): the caller's threads and a thread's
- * messages, with the bearer token of the socket. The wire shapes
+ * The REST side of the client (`docs/protocol.md#rest`): the caller's threads (list, rename,
+ * delete) and a thread's messages, with the bearer token of the socket; and what the history
+ * says about one run, which settles runs the socket could not follow. The wire shapes
  * (`ThreadSummary`, `HistoryMessage`) are `src/protocol`'s, shared with the server.
  *
  * @module
@@ -8,9 +9,11 @@
 import type {
   HistoryMessage,
   MessagesResponse,
+  RunStatus,
   ThreadsResponse,
   ThreadSummary,
 } from "../protocol/mod.ts";
+import type { RunEnding } from "./run_progress.ts";
 
 export type { HistoryMessage, ThreadSummary } from "../protocol/mod.ts";
 
@@ -60,6 +63,9 @@ export interface HistoryApiOptions {
   readonly fetch: typeof fetch;
 }
 
+/** Longest thread title the server takes. */
+export const MAX_TITLE_LENGTH = 200;
+
 /** The REST calls; identical GETs in flight share one request. */
 export class HistoryApi {
   #o: HistoryApiOptions;
@@ -89,12 +95,42 @@ export class HistoryApi {
     return body === null ? null : { items: body.messages, nextCursor: body.nextCursor };
   }
 
+  /**
+   * Renames a thread (`PATCH /api/threads/:id` with `{"title"}`).
+   *
+   * @returns The thread as the server now has it.
+   * @throws {RangeError} (rejection) When `title` is blank or longer than 200 characters;
+   *   nothing is sent.
+   * @throws {HistoryRequestError} (rejection) With status 404 when the thread is not the caller's.
+   */
+  async renameThread(threadId: string, title: string): Promise<ThreadSummary> {
+    if (typeof title !== "string" || title.trim() === "" || title.length > MAX_TITLE_LENGTH) {
+      throw new RangeError(
+        `Cannot rename thread: "title" must be 1 to ${MAX_TITLE_LENGTH} characters`,
+      );
+    }
+    const body = await this.#request("PATCH", threadPath(threadId), { body: { title } });
+    // "200 with the thread": the thread itself, or wrapped as `{thread}`.
+    const wrapped = body as { thread?: ThreadSummary } & Partial<ThreadSummary>;
+    return wrapped.thread ?? wrapped as ThreadSummary;
+  }
+
+  /**
+   * Deletes a thread, its messages and runs (`DELETE /api/threads/:id`, 204): a run in flight
+   * is cancelled first, and the thread's events are never replayed again.
+   *
+   * @throws {HistoryRequestError} (rejection) With status 404 when the thread is not the caller's.
+   */
+  async deleteThread(threadId: string): Promise<void> {
+    await this.#request("DELETE", threadPath(threadId));
+  }
+
   /** GETs JSON; identical requests in flight share one (a reset asks for a thread twice). */
   #get(path: string, options: { allowNotFound?: boolean } = {}): Promise<unknown> {
     const key = `${options.allowNotFound ? "?" : "!"}${path}`;
     const pending = this.#requests.get(key);
     if (pending) return pending;
-    const request = this.#request("GET", path, undefined, options).finally(() => {
+    const request = this.#request("GET", path, options).finally(() => {
       this.#requests.delete(key);
     });
     this.#requests.set(key, request);
@@ -102,23 +138,19 @@ export class HistoryApi {
   }
 
   async #request(
-    method: "GET",
+    method: "GET" | "PATCH" | "DELETE",
     path: string,
-    body?: unknown,
-    options: { allowNotFound?: boolean } = {},
+    options: { body?: unknown; allowNotFound?: boolean } = {},
   ): Promise<unknown> {
     const url = new URL(path, this.#o.base);
+    const body = options.body === undefined ? undefined : JSON.stringify(options.body);
     for (let attempt = 0;; attempt++) {
       const token = await this.#o.tokens.current();
       const headers: Record<string, string> = { authorization: `Bearer ${token}` };
       if (body !== undefined) headers["content-type"] = "application/json";
       let response: Response;
       try {
-        response = await this.#o.fetch(url, {
-          method,
-          headers,
-          body: body === undefined ? undefined : JSON.stringify(body),
-        });
+        response = await this.#o.fetch(url, { method, headers, body });
       } catch (error) {
         throw new HistoryRequestError(0, `${method} ${url.pathname} failed: ${messageOf(error)}`, {
           cause: error,
@@ -141,9 +173,48 @@ export class HistoryApi {
           { code: errorCodeOf(text) },
         );
       }
+      if (response.status === 204) {
+        await response.body?.cancel();
+        return null;
+      }
       return await response.json();
     }
   }
+}
+
+/**
+ * What the history says about one run:
+ * - `ended`: it ended, with its stored reply (partial when it failed or was cancelled);
+ * - `running`: it has not ended;
+ * - `unknown`: its messages do not say (an older server that stores no status, or not found).
+ */
+export type HistoryVerdict =
+  | { readonly kind: "ended"; readonly ending: RunEnding }
+  | { readonly kind: "running" }
+  | { readonly kind: "unknown" };
+
+/**
+ * Reads a run's outcome from its messages: the assistant message holds the reply and, with
+ * `runStatus`, how the run ended (no `runStatus`: an older server stores a reply only for a
+ * completed run); the user message's `runStatus` says the same when there is no reply.
+ */
+export function historyVerdict(messages: readonly HistoryMessage[], runId: string): HistoryVerdict {
+  const own = messages.filter((m) => m.runId === runId);
+  const reply = own.find((m) => m.role === "assistant");
+  const status: RunStatus | undefined = reply?.runStatus ??
+    own.find((m) => m.runStatus !== undefined)?.runStatus ??
+    (reply ? "completed" : undefined);
+  if (status === undefined) return { kind: "unknown" };
+  if (status === "running") return { kind: "running" };
+  const error = status === "failed"
+    ? reply?.error ?? { code: "unknown", message: "The run failed" }
+    : undefined;
+  return {
+    kind: "ended",
+    ending: error
+      ? { status, text: reply?.text ?? "", error }
+      : { status, text: reply?.text ?? "" },
+  };
 }
 
 /** The HTTP base of a WebSocket URL: `ws://host/ws` → `http://host/`. */

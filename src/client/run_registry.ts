@@ -1,35 +1,48 @@
 /**
  * The runs the client follows: its chats until acknowledged (sent again after a reconnect with
- * the same id), the runs by chat id and run id, the cancels waiting to be sent, and the
- * settling of runs the stream cannot finish (after `resumed:false`, from the history).
+ * the same id), the runs by chat id and run id, the cancels and approvals waiting to be sent,
+ * and the settling of runs the stream cannot finish (after `resumed:false`, from the history).
  * It is the one writer of that bookkeeping; the transport and the stream cursor know nothing
  * of runs.
  *
  * @module
  */
 import { isTerminalEventName } from "../protocol/mod.ts";
-import type { AckFrame, ClientFrame, ErrorFrame, EventFrame, ReadyFrame } from "../protocol/mod.ts";
+import type { AckFrame, ErrorFrame, EventFrame, ReadyFrame, RunStatus } from "../protocol/mod.ts";
 import { backoffDelay } from "./backoff.ts";
 import type { BackoffOptions } from "./backoff.ts";
 import { TrackedRun } from "./chat_run.ts";
-import type { ChatRun } from "./chat_run.ts";
-import { ChatRefusedError, ClientClosedError, RunLostError } from "./errors.ts";
-import type { HistoryApi } from "./history.ts";
+import type { ApprovalDecision, ChatRun, PendingApproval, RunController } from "./chat_run.ts";
+import {
+  ApprovalRefusedError,
+  ChatRefusedError,
+  ClientClosedError,
+  FrameTooLargeError,
+  RunLostError,
+} from "./errors.ts";
+import { historyVerdict } from "./history.ts";
+import type { HistoryApi, HistoryVerdict } from "./history.ts";
+import { frameBytes } from "./outgoing_frame.ts";
+import type { ApproveFrame, OutgoingFrame } from "./outgoing_frame.ts";
 import type { TimerGroup } from "./timer_group.ts";
 import type { TimerHandle } from "./timers.ts";
 
 /** The connection as the registry uses it. */
 export interface RunConnection {
   /** Sends a frame on the ready connection; `false` when not ready (nothing is sent). */
-  send(frame: ClientFrame): boolean;
+  send(frame: OutgoingFrame): boolean;
   /** The current connection's `ready`, while it is ready. */
   current(): ReadyFrame | undefined;
+  /** The server's frame limit, in bytes (the last `ready`'s, or the default). */
+  maxFrameBytes(): number;
 }
 
 /** What the registry tells the client. */
 export interface RunRegistryEvents {
   /** A run became known: a chat of this client, or a run seen started elsewhere. */
   run(run: ChatRun): void;
+  /** The tool calls waiting for a decision changed. */
+  approvals(pending: readonly PendingApproval[]): void;
 }
 
 /** Options of {@link RunRegistry}. */
@@ -40,8 +53,8 @@ export interface RunRegistryOptions {
   readonly backoff: Required<BackoffOptions>;
   /** How often a chat refused with `unavailable` or `rate_limited` is retried. */
   readonly maxChatRetries: number;
-  /** Largest chat frame, in bytes. */
-  readonly maxFrameBytes: number;
+  /** A chat sent on this many connections, each cut (1006) before its ack, is refused. */
+  readonly maxChatAttempts: number;
   readonly events: RunRegistryEvents;
 }
 
@@ -59,14 +72,20 @@ interface Delivery {
   statusCheck: boolean;
   /** Refusals with a retryable code so far. */
   retries: number;
+  /** Connections cut (1006) after the chat was sent on them, before its ack. */
+  cuts: number;
+  /** Sent on the current connection. */
+  sent: boolean;
   retryTimer?: TimerHandle;
 }
 
-/** What a look-up in the history found for a run. */
-type HistoryVerdict =
-  | { readonly kind: "gone" }
-  | { readonly kind: "reply"; readonly text: string }
-  | { readonly kind: "no_reply" };
+/** An approval decision to send until the server's decision is seen. */
+interface Approval {
+  readonly run: TrackedRun;
+  readonly decision: ApprovalDecision;
+  /** The server said another decision won: wait for its event, do not send again. */
+  decidedElsewhere: boolean;
+}
 
 const RETRYABLE_CHAT_ERRORS: ReadonlySet<string> = new Set(["unavailable", "rate_limited"]);
 const HISTORY_PAGE_LIMIT = 200;
@@ -75,7 +94,7 @@ const SETTLE_ATTEMPTS = 5;
 const RECENTLY_SETTLED = 512;
 
 /** The runs of one client. */
-export class RunRegistry {
+export class RunRegistry implements RunController {
   #o: RunRegistryOptions;
   #byChatId = new Map<string, TrackedRun>();
   #byRunId = new Map<string, TrackedRun>();
@@ -84,6 +103,9 @@ export class RunRegistry {
   #recentlySettled = new Set<string>();
   #pendingCancels = new Set<string>();
   #deliveries = new Map<TrackedRun, Delivery>();
+  #approvals = new Map<string, Approval>();
+  /** The pending approvals last announced, as a key. */
+  #approvalsShown = "";
   #closed = false;
 
   constructor(options: RunRegistryOptions) {
@@ -95,31 +117,38 @@ export class RunRegistry {
     return [...this.#unsettled];
   }
 
+  /** The tool calls of every run waiting for a decision. */
+  get pendingApprovals(): readonly PendingApproval[] {
+    return [...this.#unsettled].flatMap((run) => run.pendingApprovals);
+  }
+
+  /** A followed run by id. */
+  get(runId: string): ChatRun | undefined {
+    return this.#byRunId.get(runId);
+  }
+
   /**
    * Starts a chat: sent now when ready, else once ready.
    *
    * @throws {TypeError} When the id is already in flight.
-   * @throws {RangeError} When the frame would exceed `maxFrameBytes`.
+   * @throws {FrameTooLargeError} When the frame would exceed the server's frame limit.
    */
   chat(text: string, options: ChatOptions = {}): ChatRun {
     const chatId = options.id ?? randomId();
     if (this.#byChatId.has(chatId)) {
       throw new TypeError(`Cannot send chat: id "${chatId}" is already in flight`);
     }
-    const frame = { type: "chat", id: chatId, threadId: options.threadId, text };
-    const bytes = new TextEncoder().encode(JSON.stringify(frame)).length;
-    if (bytes > this.#o.maxFrameBytes) {
-      throw new RangeError(
-        `Cannot send chat: the frame is ${bytes} bytes, more than ${this.#o.maxFrameBytes}`,
-      );
-    }
+    const frame = { type: "chat", id: chatId, threadId: options.threadId, text } as const;
+    const limit = this.#o.connection.maxFrameBytes();
+    const bytes = frameBytes(frame);
+    if (bytes > limit) throw new FrameTooLargeError("chat", bytes, limit);
     const run = this.#track(
       new TrackedRun(
-        { local: true, chatId, text, threadId: options.threadId },
-        (r) => this.cancel(r),
+        { local: true, chatId, userText: text, threadId: options.threadId },
+        this,
       ),
     );
-    this.#deliveries.set(run, { statusCheck: false, retries: 0 });
+    this.#deliveries.set(run, { statusCheck: false, retries: 0, cuts: 0, sent: false });
     this.#o.events.run(run);
     this.#sendChat(run);
     return run;
@@ -134,11 +163,19 @@ export class RunRegistry {
     this.#flushCancels();
   }
 
-  /** A run asked to be cancelled. */
+  /** {@link RunController.cancel}: a run asked to be cancelled. */
   cancel(run: TrackedRun): void {
     if (run.runId === undefined) return; // sent once the ack (or an event) names the run
     this.#pendingCancels.add(run.runId);
     this.#flushCancels();
+  }
+
+  /** {@link RunController.approve}: a run's tool call was answered. */
+  approve(run: TrackedRun, decision: ApprovalDecision): void {
+    const known = this.#approvals.get(decision.toolCallId);
+    if (known?.decidedElsewhere) return; // the winner's event is on its way
+    this.#approvals.set(decision.toolCallId, { run, decision, decidedElsewhere: false });
+    this.#flushApprovals();
   }
 
   /** A connection is ready: settle what it will not replay, then send what waits. */
@@ -147,9 +184,32 @@ export class RunRegistry {
     for (const [run, delivery] of this.#deliveries) {
       this.#o.timers.clear(delivery.retryTimer);
       delivery.retryTimer = undefined;
+      delivery.sent = false;
       this.#sendChat(run);
     }
     this.#flushCancels();
+    this.#flushApprovals();
+  }
+
+  /**
+   * The connection was lost. A chat sent on it and not acknowledged counts a cut when the
+   * connection failed (1006): a chat the server cannot take (a frame over its limit, closed
+   * with a 1009 that did not arrive) must not be resent forever.
+   */
+  disconnected(code: number): void {
+    for (const [run, delivery] of [...this.#deliveries]) {
+      if (delivery.sent && code === 1006) delivery.cuts++;
+      delivery.sent = false;
+      if (delivery.cuts < this.#o.maxChatAttempts || delivery.statusCheck) continue;
+      this.#endDelivery(run);
+      run.refuse(
+        new ChatRefusedError(
+          "undeliverable",
+          `the connection was cut ${delivery.cuts} times after the chat was sent, before the ` +
+            "server acknowledged it",
+        ),
+      );
+    }
   }
 
   /** Delivers one new event (the stream cursor decided it is new). */
@@ -163,6 +223,11 @@ export class RunRegistry {
       }
     }
     if (isTerminalEventName(event.name)) this.#pendingCancels.delete(event.runId);
+    if (event.name === "tool_approval_resolved") {
+      const toolCallId = (event.data as { toolCallId?: unknown }).toolCallId;
+      if (typeof toolCallId === "string") this.#approvals.delete(toolCallId);
+    }
+    if (event.name.startsWith("tool_approval_")) this.#announceApprovals();
   }
 
   /** An `ack` arrived. */
@@ -175,20 +240,12 @@ export class RunRegistry {
     if (run.runId === undefined) this.#byRunId.set(ack.runId, run);
     run.acknowledge(ack);
     if (run.cancelRequested) this.cancel(run);
+    this.#flushApprovals();
     if (run.done || !ack.duplicate || ack.status === undefined || ack.status === "running") return;
     // A repeat of a chat whose run ended: if this connection does not replay that run's
     // events, its outcome comes from the history (docs/protocol.md#resume).
     if (!statusCheck && this.#follows(run)) return;
-    if (ack.status === "completed") {
-      void this.#settleFromHistory(run, { afterStatus: true });
-    } else {
-      run.fail(
-        ack.status,
-        ack.status === "cancelled"
-          ? "The run was cancelled while the client was disconnected"
-          : "The run failed while the client was disconnected",
-      );
-    }
+    void this.#settleFromHistory(run, { ackStatus: ack.status });
   }
 
   /**
@@ -205,7 +262,25 @@ export class RunRegistry {
       this.#chatRefused(run, delivery, frame);
       return true;
     }
-    return this.#pendingCancels.delete(ref) || this.#byRunId.has(ref);
+    if (this.#pendingCancels.delete(ref) || this.#byRunId.has(ref)) return true;
+    const approval = this.#approvals.get(ref);
+    if (!approval) return false;
+    if (frame.code === "already_resolved") {
+      approval.decidedElsewhere = true; // its tool_approval_resolved settles the answer
+    } else {
+      this.#approvals.delete(ref);
+      approval.run.refuseApproval(new ApprovalRefusedError(frame.code, ref, frame.message));
+    }
+    return true;
+  }
+
+  /** The thread was deleted: its runs in flight were cancelled with it. */
+  threadDeleted(threadId: string): void {
+    for (const run of [...this.#unsettled]) {
+      if (run.threadId !== threadId) continue;
+      this.#endDelivery(run);
+      run.end({ status: "cancelled", text: run.text });
+    }
   }
 
   /** The client closed: every run not settled is lost. */
@@ -222,6 +297,7 @@ export class RunRegistry {
         ...this.#o.backoff,
         random: () => this.#o.timers.random(),
       });
+      delivery.sent = false;
       delivery.retryTimer = this.#o.timers.set(() => {
         delivery.retryTimer = undefined;
         this.#sendChat(run);
@@ -247,9 +323,13 @@ export class RunRegistry {
   #forget(run: TrackedRun): void {
     this.#unsettled.delete(run);
     this.#endDelivery(run);
+    for (const [toolCallId, approval] of this.#approvals) {
+      if (approval.run === run) this.#approvals.delete(toolCallId);
+    }
     if (run.chatId !== undefined && this.#byChatId.get(run.chatId) === run) {
       this.#byChatId.delete(run.chatId);
     }
+    this.#announceApprovals();
     if (run.runId === undefined) return;
     if (this.#byRunId.get(run.runId) === run) this.#byRunId.delete(run.runId);
     this.#pendingCancels.delete(run.runId);
@@ -279,13 +359,11 @@ export class RunRegistry {
       this.#byRunId.set(event.runId, local);
       if (!this.#deliveries.get(local)?.statusCheck) this.#endDelivery(local);
       if (local.cancelRequested) this.cancel(local);
+      this.#flushApprovals();
       return local;
     }
     const run = this.#track(
-      new TrackedRun(
-        { local: false, runId: event.runId, threadId: event.threadId },
-        (r) => this.cancel(r),
-      ),
+      new TrackedRun({ local: false, runId: event.runId, threadId: event.threadId }, this),
     );
     this.#o.events.run(run);
     return run;
@@ -303,14 +381,14 @@ export class RunRegistry {
     const active = new Set(ready.activeRuns.map((run) => run.runId));
     for (const run of [...this.#unsettled]) {
       if (run.runId === undefined || active.has(run.runId)) continue; // resent, or replayed
-      void this.#settleFromHistory(run, { afterStatus: false });
+      void this.#settleFromHistory(run, {});
     }
   }
 
-  async #settleFromHistory(run: TrackedRun, options: { afterStatus: boolean }): Promise<void> {
+  async #settleFromHistory(run: TrackedRun, options: { ackStatus?: RunStatus }): Promise<void> {
     for (let attempt = 0;; attempt++) {
       if (run.done || this.#closed) return;
-      let verdict: HistoryVerdict;
+      let verdict: HistoryVerdict | "gone";
       try {
         verdict = await this.#findInHistory(run);
       } catch (error) {
@@ -326,8 +404,7 @@ export class RunRegistry {
         continue;
       }
       if (run.done) return;
-      if (verdict.kind === "reply") return run.complete(verdict.text);
-      if (verdict.kind === "gone") {
+      if (verdict === "gone") {
         return run.lose(
           new RunLostError(
             "The server no longer has this conversation (its history was reset); the run's " +
@@ -335,33 +412,51 @@ export class RunRegistry {
           ),
         );
       }
-      if (options.afterStatus || run.chatId === undefined || run.text === undefined) {
-        return run.lose(
-          new RunLostError("The run ended while the client was disconnected; its reply is unknown"),
-        );
-      }
-      // No reply stored: the run failed, was cancelled, or runs on. A repeat of the chat
-      // (same id, same thread) is answered with the run's status and starts nothing.
-      this.#deliveries.set(run, { statusCheck: true, retries: 0 });
-      this.#sendChat(run);
-      return;
+      if (verdict.kind === "ended") return run.end(verdict.ending);
+      // Still running: its next events are published after this `ready`, so they arrive.
+      if (verdict.kind === "running") return;
+      return this.#settleWithoutHistory(run, options.ackStatus);
     }
   }
 
-  async #findInHistory(run: TrackedRun): Promise<HistoryVerdict> {
+  /** The history does not say how the run ended (a server that stores no status). */
+  #settleWithoutHistory(run: TrackedRun, ackStatus: RunStatus | undefined): void {
+    if (ackStatus === "failed" || ackStatus === "cancelled") {
+      const error = {
+        code: "unknown",
+        message: "The run failed while the client was disconnected",
+      };
+      return run.end(
+        ackStatus === "failed"
+          ? { status: "failed", text: run.text, error }
+          : { status: "cancelled", text: run.text },
+      );
+    }
+    if (ackStatus !== undefined || run.chatId === undefined || run.userText === undefined) {
+      return run.lose(
+        new RunLostError("The run ended while the client was disconnected; its reply is unknown"),
+      );
+    }
+    // No reply stored: the run failed, was cancelled, or runs on. A repeat of the chat (same
+    // id, same thread) is answered with the run's status and starts nothing.
+    this.#deliveries.set(run, { statusCheck: true, retries: 0, cuts: 0, sent: false });
+    this.#sendChat(run);
+  }
+
+  async #findInHistory(run: TrackedRun): Promise<HistoryVerdict | "gone"> {
     let before: string | undefined;
     for (let page = 0; page < HISTORY_MAX_PAGES; page++) {
       const result = await this.#o.history.listMessages(run.threadId!, {
         limit: HISTORY_PAGE_LIMIT,
         before,
       });
-      if (result === null) return { kind: "gone" };
-      const reply = result.items.find((m) => m.runId === run.runId && m.role === "assistant");
-      if (reply) return { kind: "reply", text: reply.text };
-      if (result.items.some((m) => m.runId === run.runId) || !result.nextCursor) break;
+      if (result === null) return "gone";
+      const verdict = historyVerdict(result.items, run.runId!);
+      const seen = result.items.some((message) => message.runId === run.runId);
+      if (verdict.kind !== "unknown" || seen || !result.nextCursor) return verdict;
       before = result.nextCursor;
     }
-    return { kind: "no_reply" };
+    return { kind: "unknown" };
   }
 
   #sendChat(run: TrackedRun): void {
@@ -373,9 +468,16 @@ export class RunRegistry {
       type: "chat",
       id: run.chatId!,
       threadId: delivery.statusCheck ? run.threadId : run.requestedThreadId,
-      text: run.text!,
+      text: run.userText!,
     } as const;
-    this.#o.connection.send(frame);
+    const limit = this.#o.connection.maxFrameBytes();
+    const bytes = frameBytes(frame);
+    if (bytes > limit) {
+      // The limit of this server is lower than when the chat was queued: never send it.
+      this.#endDelivery(run);
+      return run.refuse(new FrameTooLargeError("chat", bytes, limit));
+    }
+    if (this.#o.connection.send(frame)) delivery.sent = true;
   }
 
   #flushCancels(): void {
@@ -384,6 +486,34 @@ export class RunRegistry {
       this.#o.connection.send({ type: "cancel", runId });
       if (!this.#byRunId.has(runId)) this.#pendingCancels.delete(runId); // nothing to watch
     }
+  }
+
+  #flushApprovals(): void {
+    if (!this.#o.connection.current()) return;
+    for (const [toolCallId, approval] of this.#approvals) {
+      const runId = approval.run.runId;
+      if (approval.decidedElsewhere || runId === undefined) continue;
+      const frame: ApproveFrame = { type: "approve", runId, ...approval.decision };
+      const limit = this.#o.connection.maxFrameBytes();
+      const bytes = frameBytes(frame);
+      if (bytes > limit) {
+        this.#approvals.delete(toolCallId);
+        const tooLarge = new FrameTooLargeError("approve", bytes, limit);
+        approval.run.refuseApproval(
+          new ApprovalRefusedError("frame_too_large", toolCallId, tooLarge.message),
+        );
+        continue;
+      }
+      this.#o.connection.send(frame);
+    }
+  }
+
+  #announceApprovals(): void {
+    const pending = this.pendingApprovals;
+    const key = pending.map((approval) => approval.toolCallId).join("\n");
+    if (key === this.#approvalsShown) return;
+    this.#approvalsShown = key;
+    this.#o.events.approvals(pending);
   }
 }
 
