@@ -1,6 +1,9 @@
 /**
- * The Docker Compose fallback: bring up `compose.yaml`'s services when a Docker engine runs,
- * and take down only what was brought up.
+ * The Docker Compose fallback: bring up the `test` profile of `compose.yaml` (`postgres-test`,
+ * `redis-test`: data in tmpfs, durability off) when a Docker engine runs, and take down only
+ * what was brought up. They run as a compose project of their own, `agentsocket-test`, so
+ * neither `ps` nor `down` ever touches the development services (`postgres`, `redis`, whose
+ * data lives in named volumes) of the default project.
  *
  * Environment: `AGENTSOCKET_DOCKER` names the docker program (default `docker`; tests point it
  * at nothing to rule Docker out); `AGENTSOCKET_POSTGRES_PORT` / `AGENTSOCKET_REDIS_PORT` are
@@ -11,8 +14,20 @@
 import { findOnPath } from "./binaries.ts";
 import { type CommandResult, runCommand } from "./process.ts";
 
-/** A service of compose.yaml, named as there. */
+/** A service the tests need; compose.yaml names its test-profile flavour {@link TEST_SERVICES}. */
 export type ComposeService = "postgres" | "redis";
+
+/** The compose.yaml services (all in the `test` profile) that stand for each {@link ComposeService}. */
+export const TEST_SERVICES: Readonly<Record<ComposeService, string>> = {
+  postgres: "postgres-test",
+  redis: "redis-test",
+};
+
+/** The compose.yaml profile of the test services. */
+export const TEST_PROFILE = "test";
+
+/** The compose project the test services run in, apart from the development one. */
+export const TEST_PROJECT = "agentsocket-test";
 
 /** compose.yaml at the repository's root. */
 export const COMPOSE_FILE = decodeURIComponent(
@@ -64,7 +79,10 @@ function portFromEnv(name: string, fallback: number): number {
   return port;
 }
 
-/** compose.yaml driven by `docker compose` (or the older `docker-compose`). */
+/**
+ * The `test` profile of compose.yaml, as the project {@link TEST_PROJECT}, driven by
+ * `docker compose` (or the older `docker-compose`).
+ */
 export class ComposeProject {
   #cli: readonly string[];
   #file: string;
@@ -87,31 +105,42 @@ export class ComposeProject {
     return standalone ? new ComposeProject([standalone], file) : null;
   }
 
-  /** Services of the project that run now. */
+  /** Test services of the project that run now. */
   async running(): Promise<ComposeService[]> {
     const ps = await this.#run(["ps", "--services", "--status", "running"], 60_000);
     if (ps.code !== 0) return [];
-    return ps.stdout.split("\n").map((line) => line.trim())
-      .filter((name): name is ComposeService => name === "postgres" || name === "redis");
+    const names = new Set(ps.stdout.split("\n").map((line) => line.trim()));
+    return SERVICES.filter((service) => names.has(TEST_SERVICES[service]));
   }
 
-  /** `up -d --wait`: starts `services` and waits until their health checks pass. */
+  /** `up -d --wait`: starts the test flavour of `services` and waits until they are healthy. */
   up(services: readonly ComposeService[]): Promise<CommandResult> {
-    return this.#run(["up", "-d", "--wait", "--wait-timeout", "180", ...services], 600_000);
+    return this.#run(
+      ["up", "-d", "--wait", "--wait-timeout", "180", ...composeNames(services)],
+      600_000,
+    );
   }
 
   /**
-   * Takes down what this run brought up: the whole project (`down`) when that is all of it,
-   * else only those services, leaving the others as they were.
+   * Takes down what this run brought up: the whole test project (`down`, its network
+   * included) when that is all of it, else only those services, leaving the others as they
+   * were. The development services are in another project and never touched.
    */
   async down(services: readonly ComposeService[], wholeProject: boolean): Promise<CommandResult> {
     return wholeProject
       ? await this.#run(["down", "--remove-orphans"], 120_000)
-      : await this.#run(["rm", "--stop", "--force", ...services], 120_000);
+      : await this.#run(["rm", "--stop", "--force", ...composeNames(services)], 120_000);
   }
 
   #run(args: readonly string[], timeoutMs: number): Promise<CommandResult> {
     const [program, ...prefix] = this.#cli;
-    return runCommand(program, [...prefix, "-f", this.#file, ...args], { timeoutMs });
+    const project = ["-f", this.#file, "-p", TEST_PROJECT, "--profile", TEST_PROFILE];
+    return runCommand(program, [...prefix, ...project, ...args], { timeoutMs });
   }
+}
+
+const SERVICES = ["postgres", "redis"] as const satisfies readonly ComposeService[];
+
+function composeNames(services: readonly ComposeService[]): string[] {
+  return services.map((service) => TEST_SERVICES[service]);
 }

@@ -1,14 +1,15 @@
 /**
- * The embedded demo agent (SPEC §4): it thinks, calls one tool (`calculator` when the message
- * holds an integer arithmetic expression, `echo` otherwise) and replies. Its pacing is
+ * The embedded demo agent (`docs/protocol.md#agents-and-tools`): it thinks, calls one tool
+ * (`calculator` when the message holds an integer arithmetic expression, `echo` otherwise)
+ * through the orchestrator, and replies in one piece. It needs no network. Its pacing is
  * configurable so tests can stretch a run or make it instant.
  *
  * @module
  */
 import { delay } from "../_util/clock.ts";
 import type { Clock } from "../_util/clock.ts";
-import type { Agent, AgentInput, AgentStep } from "./agent.ts";
-import { evaluateExpression, findExpression } from "./calculator.ts";
+import type { Agent, AgentRequest, AgentStep } from "./agent.ts";
+import { findExpression } from "./calculator.ts";
 
 /** Options of {@link DemoAgent}. */
 export interface DemoAgentOptions {
@@ -19,8 +20,10 @@ export interface DemoAgentOptions {
   readonly thinkingSteps?: number;
 }
 
-/** The demo agent. */
+/** The demo agent: a calculator or an echo, and a reply that says what the tool gave. */
 export class DemoAgent implements Agent {
+  /** Shown as the `provider` label of run metrics. */
+  readonly provider = "demo";
   #clock: Clock;
   #stepDelayMs: number;
   #thinkingSteps: number;
@@ -31,13 +34,14 @@ export class DemoAgent implements Agent {
     this.#thinkingSteps = Math.max(1, options.thinkingSteps ?? 1);
   }
 
-  async *run(input: AgentInput, options: { signal: AbortSignal }): AsyncIterable<AgentStep> {
-    const pause = () => this.#pause(options.signal);
-    const expression = findExpression(input.text);
+  async *run(request: AgentRequest): AsyncIterable<AgentStep> {
+    const pause = () => this.#pause(request.signal);
+    const expression = findExpression(request.text);
     for (let i = 1; i <= this.#thinkingSteps; i++) {
       await pause();
       yield {
         kind: "thinking",
+        delta: false,
         text: this.#thinkingSteps === 1
           ? (expression
             ? "This looks like arithmetic; using the calculator."
@@ -45,31 +49,21 @@ export class DemoAgent implements Agent {
           : `Thinking (${i}/${this.#thinkingSteps})`,
       };
     }
-    const toolCallId = `call_${input.runId.slice(0, 8)}_1`;
     await pause();
-    if (expression !== null) {
-      yield { kind: "tool_call", toolCallId, tool: "calculator", input: { expression } };
-      await pause();
-      const result = evaluateExpression(expression);
-      yield {
-        kind: "tool_result",
-        toolCallId,
-        output: result.ok ? { value: result.value } : { error: result.error },
-      };
-      await pause();
-      yield {
-        kind: "reply",
-        text: result.ok
-          ? `${expression} = ${result.value}`
-          : `I could not compute ${expression}: ${result.error}.`,
-      };
-      return;
+    const tool = expression === null ? "echo" : "calculator";
+    const result = await request.tools.call(
+      tool,
+      expression === null ? { text: request.text } : { expression },
+    );
+    await pause();
+    if (!result.ok) {
+      yield { kind: "reply", text: `I could not use the ${tool}: ${result.error.message}.` };
+    } else if (expression !== null) {
+      const value = (result.output as { value?: unknown } | null)?.value;
+      yield { kind: "reply", text: `${expression} = ${String(value)}` };
+    } else {
+      yield { kind: "reply", text: `You said: ${request.text}` };
     }
-    yield { kind: "tool_call", toolCallId, tool: "echo", input: { text: input.text } };
-    await pause();
-    yield { kind: "tool_result", toolCallId, output: { text: input.text } };
-    await pause();
-    yield { kind: "reply", text: `You said: ${input.text}` };
   }
 
   async #pause(signal: AbortSignal): Promise<void> {

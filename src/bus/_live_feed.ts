@@ -10,6 +10,8 @@
  *   and delivered, then the held message (when still newer).
  * - After the subscriber reconnects ({@link LiveFeed.resync}) the range after `last` is read
  *   before anything newer is delivered.
+ * - A backfill moves `last` to the head the read was made at, not to its last event: the seqs
+ *   in between belonged to purged events, which no read returns (so they are not a gap).
  * - A message or a read in another epoch resets the tracking to that epoch (listeners get the
  *   new epoch and start over); messages of an epoch left behind are dropped.
  *
@@ -27,7 +29,10 @@ export interface FeedMessage {
   readonly event: UserEvent;
 }
 
-/** What a backfill read returns: the log's epoch and head, and the events after `after`. */
+/**
+ * What a backfill read returns: the log's epoch and head, and the events after `after` up to
+ * the head (purged ones left out).
+ */
 export interface FeedRange {
   readonly epoch: string;
   readonly seq: number;
@@ -211,6 +216,10 @@ export class LiveFeed {
     for (const event of range.events) {
       if (this.#state !== "live" || this.#epoch !== range.epoch) break;
       if (event.seq > this.#lastSeq) this.#emit(event, range.epoch);
+    }
+    // Everything up to the head was read: what is missing below it was purged.
+    if (this.#state === "live" && this.#epoch === range.epoch) {
+      this.#lastSeq = Math.max(this.#lastSeq, range.seq);
     }
     return true;
   }

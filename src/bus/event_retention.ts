@@ -4,11 +4,18 @@
  * @module
  */
 
-/** How much of each user's log an engine keeps. */
+/**
+ * How much of each user's log an engine keeps. Both limits apply only to events older than the
+ * oldest `agent_started` of the user's runs in flight: an event of a run in flight is never
+ * dropped (`retentionFloor()` in `_engine_rules.ts`).
+ */
 export interface EventRetention {
-  /** At most this many events per user (older ones are dropped first). */
+  /** At most this many events per user, unless runs in flight hold more (oldest go first). */
   readonly count: number;
-  /** Events older than this many seconds are dropped; ended runs are remembered as long. */
+  /**
+   * Events older than this many seconds are dropped; ended runs, purges and a run's approval
+   * records are remembered as long after the run's end.
+   */
   readonly seconds: number;
 }
 

@@ -4,8 +4,9 @@
  * conformance suite holds the Redis engine to.
  *
  * Everything a publish does (assign the seq, append, track the run, notify) happens in one
- * synchronous step, which is what makes it atomic here. Listeners are called from a single
- * delivery queue, so a listener that publishes does not reorder what other listeners see.
+ * synchronous step, which is what makes it atomic here; so does an approval's check, its
+ * record and its event. Listeners are called from a single delivery queue, so a listener that
+ * publishes does not reorder what other listeners see. Its clock is the injected `clock`.
  *
  * @module
  */
@@ -15,17 +16,32 @@ import { DependencyUnavailableError } from "../_util/dependency_unavailable_erro
 import { errorMessage, silentLogger } from "../_util/log.ts";
 import type { Logger } from "../_util/log.ts";
 import { Fifo } from "../_util/fifo.ts";
-import { TERMINAL_EVENT_NAMES } from "../protocol/mod.ts";
-import type { ActiveRun, ResumePosition } from "../protocol/mod.ts";
+import type { ResumePosition } from "../protocol/mod.ts";
+import {
+  activeRunEvents,
+  approvalVerdict,
+  canResume,
+  checkDecision,
+  checkTimeout,
+  fanOutControl,
+  runEventKind,
+} from "./_engine_rules.ts";
+import { MemoryUserLog } from "./_memory_user_log.ts";
+import type { Subscriber } from "./_memory_user_log.ts";
 import type {
+  ApprovalDecision,
+  ApprovalRecord,
   CatchUp,
   ControlMessage,
   EventEngine,
   EventListener,
   EventRange,
   EventSubscription,
+  NewApprovalRequest,
   NewEvent,
   PublishResult,
+  RequestApprovalResult,
+  ResolveApprovalResult,
   RunSeqs,
   UserEvent,
 } from "./event_engine.ts";
@@ -47,83 +63,11 @@ export interface MemoryEngineOptions {
   readonly sweepIntervalMs?: number;
 }
 
-interface StoredEvent {
-  readonly event: UserEvent;
-  /** When it was appended, on the engine's clock. */
-  readonly at: number;
-}
-
-interface Subscriber {
-  readonly listener: EventListener;
-  active: boolean;
-}
-
 interface Delivery {
   readonly subscribers: readonly Subscriber[];
   readonly event: UserEvent;
   readonly epoch: string;
   readonly userId: string;
-}
-
-/** One incarnation of a user's log. */
-class UserLog {
-  readonly epoch = randomEpoch();
-  seq = 0;
-  /** When it was created or last appended to. */
-  lastActivity: number;
-  readonly activeRuns = new Map<string, ActiveRun>();
-  readonly endedRuns = new Map<string, { readonly endSeq: number; readonly at: number }>();
-  readonly subscribers = new Set<Subscriber>();
-  // Retained events are contiguous in seq (only the oldest are ever dropped), so the event
-  // with seq `s` sits at `#events[#head + s - firstSeq]`.
-  #events: StoredEvent[] = [];
-  #head = 0;
-
-  constructor(now: number) {
-    this.lastActivity = now;
-  }
-
-  get retained(): number {
-    return this.#events.length - this.#head;
-  }
-
-  /** Seq of the oldest retained event, or `seq + 1` when none is retained. */
-  get firstSeq(): number {
-    return this.retained === 0 ? this.seq + 1 : this.#events[this.#head].event.seq;
-  }
-
-  append(event: UserEvent, at: number): void {
-    this.#events.push({ event, at });
-  }
-
-  /** Drops events beyond `count` and those appended before `cutoff`, oldest first. */
-  trim(count: number, cutoff: number): void {
-    while (this.retained > count || (this.retained > 0 && this.#events[this.#head].at < cutoff)) {
-      this.#head++;
-    }
-    if (this.#head > 1024 && this.#head * 2 > this.#events.length) {
-      this.#events = this.#events.slice(this.#head);
-      this.#head = 0;
-    }
-    if (this.retained === 0 && this.#head > 0) {
-      this.#events = [];
-      this.#head = 0;
-    }
-  }
-
-  /** The retained events with `from <= seq`, in seq order. */
-  eventsFrom(from: number): UserEvent[] {
-    const start = this.#head + Math.max(0, from - this.firstSeq);
-    const out: UserEvent[] = [];
-    for (let i = start; i < this.#events.length; i++) out.push(this.#events[i].event);
-    return out;
-  }
-
-  /** True when nothing newer than `cutoff` was appended and nothing holds the log. */
-  idle(cutoff: number): boolean {
-    return this.subscribers.size === 0 && this.activeRuns.size === 0 &&
-      this.lastActivity < cutoff;
-  }
 }
 
 /**
@@ -151,7 +95,7 @@ export class MemoryEngine implements EventEngine {
   #log: Logger;
   #retention: EventRetention;
   #sweepIntervalMs: number;
-  #users = new Map<string, UserLog>();
+  #users = new Map<string, MemoryUserLog>();
   #connections = new Map<string, Set<string>>();
   #controlHandlers = new Set<(message: ControlMessage) => void>();
   #deliveries = new Fifo<Delivery>();
@@ -183,57 +127,14 @@ export class MemoryEngine implements EventEngine {
   }
 
   publish(userId: string, event: NewEvent): Promise<PublishResult> {
-    try {
-      this.#assertOpen();
-      const now = this.#clock.now();
-      const user = this.#user(userId, now);
-      this.#trim(user, now);
-      const ended = user.endedRuns.get(event.runId);
-      if (ended) {
-        return Promise.resolve({ published: false, reason: "run_ended", endSeq: ended.endSeq });
-      }
-      const stored: UserEvent = {
-        seq: ++user.seq,
-        threadId: event.threadId,
-        runId: event.runId,
-        name: event.name,
-        data: event.data,
-        ts: event.ts,
-      };
-      user.append(stored, now);
-      user.lastActivity = now;
-      if (event.name === "agent_started" && !user.activeRuns.has(event.runId)) {
-        user.activeRuns.set(event.runId, {
-          runId: event.runId,
-          threadId: event.threadId,
-          startSeq: stored.seq,
-        });
-      } else if (TERMINAL_EVENT_NAMES.has(event.name)) {
-        user.activeRuns.delete(event.runId);
-        user.endedRuns.set(event.runId, { endSeq: stored.seq, at: now });
-      }
-      this.#trim(user, now);
-      if (user.subscribers.size > 0) {
-        this.#deliver({
-          subscribers: [...user.subscribers],
-          event: stored,
-          epoch: user.epoch,
-          userId,
-        });
-      }
-      return Promise.resolve({ published: true, epoch: user.epoch, event: stored });
-    } catch (error) {
-      return Promise.reject(error);
-    }
+    return this.#step(userId, (user, now) => this.#append(userId, user, event, now));
   }
 
   subscribe(userId: string, listener: EventListener): Promise<EventSubscription> {
-    try {
-      this.#assertOpen();
-      const user = this.#user(userId, this.#clock.now());
+    return this.#step(userId, (user) => {
       const subscriber: Subscriber = { listener, active: true };
       user.subscribers.add(subscriber);
-      return Promise.resolve({
+      return {
         unsubscribe: () => {
           if (!subscriber.active) return;
           subscriber.active = false;
@@ -241,92 +142,153 @@ export class MemoryEngine implements EventEngine {
           // while this one did); remove from the one it was added to.
           user.subscribers.delete(subscriber);
         },
-      });
-    } catch (error) {
-      return Promise.reject(error);
-    }
+      };
+    });
   }
 
   catchUp(userId: string, resume?: ResumePosition): Promise<CatchUp> {
-    try {
-      this.#assertOpen();
-      const now = this.#clock.now();
-      const user = this.#user(userId, now);
-      this.#trim(user, now);
-      const seq = user.seq;
-      const activeRuns = [...user.activeRuns.values()].sort((a, b) => a.startSeq - b.startSeq);
-      if (resume && canResume(resume, user.epoch, seq, user.firstSeq)) {
-        return Promise.resolve({
-          epoch: user.epoch,
-          seq,
-          activeRuns,
-          resumed: true,
-          events: user.eventsFrom(resume.after + 1),
-        });
+    return this.#step(userId, (user) => {
+      const { epoch, seq } = user;
+      const activeRuns = user.runsByStart;
+      if (canResume(resume, { epoch, seq, firstSeq: user.firstSeq })) {
+        const events = user.eventsFrom(resume!.after + 1);
+        return { epoch, seq, activeRuns, resumed: true, events };
       }
       const events = activeRuns.length === 0
         ? []
-        : user.eventsFrom(activeRuns[0].startSeq).filter((event) => {
-          const run = user.activeRuns.get(event.runId);
-          return run !== undefined && event.seq >= run.startSeq;
-        });
-      return Promise.resolve({ epoch: user.epoch, seq, activeRuns, resumed: false, events });
-    } catch (error) {
-      return Promise.reject(error);
-    }
+        : activeRunEvents(user.eventsFrom(activeRuns[0].startSeq), activeRuns);
+      return { epoch, seq, activeRuns, resumed: false, events };
+    });
   }
 
   readAfter(userId: string, after: number): Promise<EventRange> {
-    try {
-      this.#assertOpen();
-      const now = this.#clock.now();
-      const user = this.#user(userId, now);
-      this.#trim(user, now);
+    return this.#step(userId, (user) => {
       const from = Math.max(0, Math.floor(after)) + 1;
-      if (from > user.seq) {
-        return Promise.resolve({ epoch: user.epoch, seq: user.seq, events: [], complete: true });
-      }
-      return Promise.resolve({
-        epoch: user.epoch,
-        seq: user.seq,
-        events: user.eventsFrom(from),
-        complete: user.firstSeq <= from,
-      });
-    } catch (error) {
-      return Promise.reject(error);
-    }
+      const { epoch, seq } = user;
+      if (from > seq) return { epoch, seq, events: [], complete: true };
+      return { epoch, seq, events: user.eventsFrom(from), complete: user.firstSeq <= from };
+    });
   }
 
   runSeqs(userId: string, runIds: readonly string[]): Promise<Map<string, RunSeqs>> {
-    try {
-      this.#assertOpen();
+    return this.#step(undefined, () => {
       const found = new Map<string, RunSeqs>();
       const user = this.#users.get(userId);
-      if (!user) return Promise.resolve(found);
+      if (!user) return found;
       this.#trim(user, this.#clock.now());
       for (const runId of runIds) {
         const startSeq = user.activeRuns.get(runId)?.startSeq;
         const endSeq = user.endedRuns.get(runId)?.endSeq;
         if (startSeq !== undefined || endSeq !== undefined) found.set(runId, { startSeq, endSeq });
       }
-      return Promise.resolve(found);
-    } catch (error) {
-      return Promise.reject(error);
-    }
+      return found;
+    });
+  }
+
+  purgeThread(userId: string, threadId: string): Promise<void> {
+    return this.#step(userId, (user, now) => user.purge(threadId, now));
+  }
+
+  requestApproval(
+    userId: string,
+    request: NewApprovalRequest,
+    options: { readonly timeoutMs: number },
+  ): Promise<RequestApprovalResult> {
+    return this.#step(userId, (user, now): RequestApprovalResult => {
+      checkTimeout(options.timeoutMs);
+      const { runId, threadId, data } = request;
+      if (user.approval(runId, data.toolCallId)) {
+        return { published: false, reason: "already_requested" };
+      }
+      const expiresAt = new Date(now + options.timeoutMs).toISOString();
+      const result = this.#append(userId, user, {
+        threadId,
+        runId,
+        name: "tool_approval_requested",
+        data: { ...data, expiresAt },
+        ts: request.ts,
+      }, now);
+      if (result.published) {
+        user.recordApproval({
+          runId,
+          threadId,
+          toolCallId: data.toolCallId,
+          tool: data.tool,
+          expiresAt,
+          requestSeq: result.event.seq,
+        });
+      }
+      return result;
+    });
+  }
+
+  resolveApproval(userId: string, decision: ApprovalDecision): Promise<ResolveApprovalResult> {
+    return this.#step(userId, (user, now): ResolveApprovalResult => {
+      checkDecision(decision);
+      const record = user.approval(decision.runId, decision.toolCallId);
+      const verdict = approvalVerdict(decision, record, {
+        purged: record !== undefined && user.purged.has(record.threadId),
+        runEnded: user.endedRuns.has(decision.runId),
+        now: () => now,
+      });
+      if (verdict) return verdict;
+      const { approved, by, reason } = decision;
+      const result = this.#append(userId, user, {
+        threadId: record!.threadId,
+        runId: decision.runId,
+        name: "tool_approval_resolved",
+        data: {
+          toolCallId: decision.toolCallId,
+          tool: record!.tool,
+          approved,
+          by,
+          ...(reason === undefined ? {} : { reason }),
+        },
+        ts: decision.ts,
+      }, now);
+      // The checks above ruled out both refusals; they would mean a bug here.
+      if (!result.published) throw new Error(`Approval decision refused: ${result.reason}`);
+      const seq = result.event.seq;
+      user.recordApproval({
+        ...record!,
+        decision: reason === undefined ? { approved, by, seq } : { approved, by, reason, seq },
+      });
+      return { outcome: "resolved", epoch: result.epoch, event: result.event };
+    });
+  }
+
+  approvalState(
+    userId: string,
+    ids: { readonly runId: string; readonly toolCallId: string },
+  ): Promise<ApprovalRecord | undefined> {
+    return this.#step(userId, (user) => {
+      const record = user.approval(ids.runId, ids.toolCallId);
+      return record && !user.purged.has(record.threadId) ? record : undefined;
+    });
+  }
+
+  pendingApprovals(userId: string, runId: string): Promise<ApprovalRecord[]> {
+    return this.#step(userId, (user) => {
+      const records = [...user.approvals.get(runId)?.records.values() ?? []];
+      return records
+        .filter((record) => !record.decision && !user.purged.has(record.threadId))
+        .sort((a, b) => a.requestSeq - b.requestSeq);
+    });
+  }
+
+  now(): Promise<number> {
+    return this.#step(undefined, () => this.#clock.now());
   }
 
   acquireConnection(userId: string, connectionId: string, limit: number): Promise<boolean> {
-    try {
-      this.#assertOpen();
+    return this.#step(undefined, () => {
       let held = this.#connections.get(userId);
-      if (held?.has(connectionId)) return Promise.resolve(true);
-      if ((held?.size ?? 0) >= limit) return Promise.resolve(false);
+      if (held?.has(connectionId)) return true;
+      if ((held?.size ?? 0) >= limit) return false;
       if (!held) this.#connections.set(userId, held = new Set());
       held.add(connectionId);
-      return Promise.resolve(true);
-    } catch (error) {
-      return Promise.reject(error);
-    }
+      return true;
+    });
   }
 
   releaseConnection(userId: string, connectionId: string): Promise<void> {
@@ -336,19 +298,10 @@ export class MemoryEngine implements EventEngine {
   }
 
   sendControl(message: ControlMessage): Promise<void> {
-    try {
-      this.#assertOpen();
-      for (const handler of [...this.#controlHandlers]) {
-        try {
-          handler(message);
-        } catch (error) {
-          this.#log.error("control handler failed", { error: errorMessage(error) });
-        }
-      }
-      return Promise.resolve();
-    } catch (error) {
-      return Promise.reject(error);
-    }
+    return this.#step(
+      undefined,
+      () => fanOutControl(this.#controlHandlers, message, { log: this.#log }),
+    );
   }
 
   onControl(handler: (message: ControlMessage) => void): () => void {
@@ -358,12 +311,7 @@ export class MemoryEngine implements EventEngine {
   }
 
   ping(): Promise<void> {
-    try {
-      this.#assertOpen();
-      return Promise.resolve();
-    } catch (error) {
-      return Promise.reject(error);
-    }
+    return this.#step(undefined, () => {});
   }
 
   /** Cancels the sweep timer and drops every subscriber; later calls reject. */
@@ -394,25 +342,69 @@ export class MemoryEngine implements EventEngine {
     }
   }
 
-  #assertOpen(): void {
-    if (this.#closed) {
-      throw new DependencyUnavailableError("memory", "Cannot use the event engine: it is closed");
+  /**
+   * Runs one engine call as one synchronous (so atomic) step: on the user's log, trimmed to
+   * now, when `userId` is given. A throw becomes the rejection.
+   */
+  #step<T>(userId: string | undefined, fn: (user: MemoryUserLog, now: number) => T): Promise<T> {
+    try {
+      if (this.#closed) {
+        throw new DependencyUnavailableError("memory", "Cannot use the event engine: it is closed");
+      }
+      const now = this.#clock.now();
+      let user: MemoryUserLog | undefined;
+      if (userId !== undefined) {
+        user = this.#users.get(userId);
+        if (!user) this.#users.set(userId, user = new MemoryUserLog(now));
+        this.#trim(user, now);
+      }
+      return Promise.resolve(fn(user!, now));
+    } catch (error) {
+      return Promise.reject(error);
     }
   }
 
-  #user(userId: string, now: number): UserLog {
-    let user = this.#users.get(userId);
-    if (!user) this.#users.set(userId, user = new UserLog(now));
-    return user;
+  /** Appends one event: checks, assigns the seq, tracks its run, trims and notifies. */
+  #append(userId: string, user: MemoryUserLog, event: NewEvent, now: number): PublishResult {
+    if (user.purged.has(event.threadId)) return { published: false, reason: "thread_purged" };
+    const ended = user.endedRuns.get(event.runId);
+    if (ended) return { published: false, reason: "run_ended", endSeq: ended.endSeq };
+    const stored: UserEvent = {
+      seq: ++user.seq,
+      threadId: event.threadId,
+      runId: event.runId,
+      name: event.name,
+      data: event.data,
+      ts: event.ts,
+    };
+    user.append(stored, now);
+    const kind = runEventKind(event.name);
+    if (kind === "start" && !user.activeRuns.has(event.runId)) {
+      user.activeRuns.set(event.runId, {
+        runId: event.runId,
+        threadId: event.threadId,
+        startSeq: stored.seq,
+      });
+    } else if (kind === "end") {
+      user.activeRuns.delete(event.runId);
+      user.endedRuns.set(event.runId, { endSeq: stored.seq, at: now });
+      const approvals = user.approvals.get(event.runId);
+      if (approvals) approvals.keepUntil = now + this.#retention.seconds * 1000;
+    }
+    this.#trim(user, now);
+    if (user.subscribers.size > 0) {
+      this.#deliver({
+        subscribers: [...user.subscribers],
+        event: stored,
+        epoch: user.epoch,
+        userId,
+      });
+    }
+    return { published: true, epoch: user.epoch, event: stored };
   }
 
-  #trim(user: UserLog, now: number): void {
-    const cutoff = now - this.#retention.seconds * 1000;
-    user.trim(this.#retention.count, cutoff);
-    for (const [runId, ended] of user.endedRuns) {
-      if (ended.at >= cutoff) break; // insertion order is end order
-      user.endedRuns.delete(runId);
-    }
+  #trim(user: MemoryUserLog, now: number): void {
+    user.trim({ count: this.#retention.count, cutoff: now - this.#retention.seconds * 1000, now });
   }
 
   #deliver(delivery: Delivery): void {
@@ -446,21 +438,4 @@ export class MemoryEngine implements EventEngine {
       this.#scheduleSweep();
     }, this.#sweepIntervalMs);
   }
-}
-
-/** Same epoch, `after` within `0..seq`, and every event after it still retained. */
-function canResume(
-  resume: ResumePosition,
-  epoch: string,
-  seq: number,
-  firstSeq: number,
-): boolean {
-  const { after } = resume;
-  return resume.epoch === epoch && Number.isSafeInteger(after) && after >= 0 && after <= seq &&
-    (after === seq || firstSeq <= after + 1);
-}
-
-function randomEpoch(): string {
-  const bytes = crypto.getRandomValues(new Uint8Array(12));
-  return "m" + btoa(String.fromCharCode(...bytes)).replaceAll("+", "-").replaceAll("/", "_");
 }

@@ -1,5 +1,7 @@
 /**
- * Event engines: the per-user ordered event log with live fan-out (SPEC §3, §6).
+ * Event engines: the per-user ordered event log with live fan-out, retention that never drops
+ * a run in flight, thread purges and tool approvals decided in the log
+ * (docs/protocol.md#resume, docs/protocol.md#approval).
  *
  * `MemoryEngine` is exported here. `RedisEngine` is imported from `./redis_engine.ts` directly
  * (only its options type is re-exported), so that importing this module never loads ioredis.

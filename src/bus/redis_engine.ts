@@ -1,15 +1,21 @@
 /**
  * The shared {@link EventEngine} over Redis: every instance that points at the same Redis and
- * key prefix sees the same per-user logs, runs, connection counts and control messages
- * (SPEC §6).
+ * key prefix sees the same per-user logs, runs, approvals, connection counts and control
+ * messages, so any number of instances behave as one.
  *
  * ## Keys (all under `keyPrefix`; `{u}` is the URI-encoded user id, a cluster hash tag)
  * - `P:{u}:meta` hash `epoch`, `seq`, `server`: the log's incarnation, its counter, and the
  *   `run_id` of the Redis server that named the epoch.
  * - `P:{u}:log` stream: one entry per event, ID `<seq>-0`, fields `t` (append time, ms, from
- *   the engine's clock) and `e` (the event as JSON, without its seq).
+ *   the engine's clock), `h` (the thread id, so a read can leave out a purged thread's events
+ *   without decoding them) and `e` (the event as JSON, without its seq).
  * - `P:{u}:runs` hash runId → `<startSeq>:<threadId>`: the runs in flight.
  * - `P:{u}:ended:<runId>`: the terminal seq of an ended run, for `retention.seconds`.
+ * - `P:{u}:purged` hash threadId → `<head seq>:<ms>` at the purge: threads whose events are
+ *   left out of every read and whose new events are refused.
+ * - `P:{u}:approvals:<runId>` hash toolCallId → JSON `{thread, tool, exp, seq}` and, once
+ *   decided, `approved`, `by`, `reason`, `rseq`: the run's approval requests. It lives while
+ *   the run does and `retention.seconds` after its terminal event.
  * - `P:{u}:conns` sorted set connectionId → expiry (ms): the user's connections, all instances.
  * - channels `P:{u}:events` (one per user) and `P:control`.
  *
@@ -25,27 +31,38 @@
  * the old epoch get `resumed:false` and start over.
  *
  * The script reads `run_id` itself, with `INFO server`, rather than being passed a value the
- * client read on connect. Measured here (Redis 7.0 on a busy 2-core machine, the publish script,
- * 20 000 calls per run, server time from INFO commandstats): 14–23 µs per publish with `run_id`
- * passed in, 20–33 µs with INFO in the script, so 6–12 µs more (+40–55 %): at most some 12 %
- * of one Redis core at 10 000 events/s, far above this product's load. In exchange there is no
- * cached value to go stale: a client-side `run_id` must be re-read after every reconnect before
- * the first script runs, and is simply wrong when a proxy (Envoy, a cloud endpoint) or Sentinel
- * keeps the client's TCP connection while the server behind it changes; then a restored counter
- * would reissue seqs under the old epoch, the one failure this must prevent. The cost: every
- * restart of Redis, even a clean one that lost nothing, gives every user a new epoch, so
- * resumes across it answer `resumed:false` (clients reload history). It needs INFO to be allowed
- * (some managed services rename it; then every script fails loudly).
+ * client read on connect. That costs some server time per script (the README's Performance
+ * section has the figures), and buys the absence of a cached value that could go stale: a
+ * client-side `run_id` must be re-read after every reconnect before the first script runs, and
+ * is simply wrong when a proxy (Envoy, a cloud endpoint) or Sentinel keeps the client's TCP
+ * connection while the server behind it changes; then a restored counter would reissue seqs
+ * under the old epoch, the one failure this must prevent. The cost: every restart of Redis,
+ * even a clean one that lost nothing, gives every user a new epoch, so resumes across it
+ * answer `resumed:false` (clients reload history). It needs INFO to be allowed (some managed
+ * services rename it; then every script fails loudly).
  *
- * ## Retention: a stream, trimmed exactly
+ * ## Retention: a stream, trimmed exactly, never into a run in flight
  * A stream keyed by seq gives O(log n) reads of "everything after seq N" (XRANGE), compact
  * storage (listpacks, delta-encoded IDs), and built-in trimming; a sorted set would hold a
- * skiplist node and a dict entry per event for the same reads. Count: `XADD MAXLEN n` (exact,
- * not `~`, so `retention.count` is a true cap and `complete`/`resumed` answers are exact; no
- * measurable difference from `~` in the publish script). Age: the scripts drop entries whose `t` is older than
- * `retention.seconds` (looking at the oldest entries only), and the stream key expires
- * `retention.seconds` after the user's last publish. The meta hash and the runs hash live for
- * at least a week after the last publish or catch-up, so a quiet user's epoch survives.
+ * skiplist node and a dict entry per event for the same reads. Both limits stop at the
+ * retention floor, the oldest `agent_started` of the active runs (`_engine_rules.ts`). Count:
+ * `XADD MINID` at the smaller of the floor and `seq - count + 1` (exact, not `~`, so
+ * `retention.count` is a true cap below the floor and `complete`/`resumed` answers are exact;
+ * seqs in the stream are contiguous, so this keeps the newest `count`). Age: the scripts drop
+ * entries below the floor whose `t` is older than `retention.seconds` (looking at the oldest
+ * entries only). The stream key expires `retention.seconds` after the user's last publish
+ * while no run is active, and with the meta hash while one is. The meta hash and the runs hash
+ * live for at least a week after the last publish or catch-up, so a quiet user's epoch
+ * survives.
+ *
+ * ## Purge and approvals
+ * A purge hides a thread rather than deleting its entries (`XDEL` would leave holes that look
+ * like trimming to the `complete` and `resumed` checks, which compare the oldest retained seq):
+ * the reads return the purged ids beside the entries and the engine drops those entries, by
+ * their `h` field, before decoding. The purged entries age out like any other. Approvals live
+ * in the log's scripts too: a request is published with `expiresAt` from the server's `TIME`
+ * and recorded in one script; a decision is checked, published and recorded in another, so
+ * two instances deciding at the same moment get one winner.
  *
  * ## Live delivery
  * One subscriber connection per engine, shared by all its subscriptions: a user's channel is
@@ -69,28 +86,47 @@ import type { Clock, Timer } from "../_util/clock.ts";
 import { DependencyUnavailableError } from "../_util/dependency_unavailable_error.ts";
 import { errorMessage, silentLogger } from "../_util/log.ts";
 import type { Logger } from "../_util/log.ts";
-import { TERMINAL_EVENT_NAMES } from "../protocol/mod.ts";
-import type { ActiveRun, ResumePosition } from "../protocol/mod.ts";
+import type { ActiveRun, ApprovalDecider, ResumePosition } from "../protocol/mod.ts";
+import {
+  activeRunEvents,
+  checkDecision,
+  checkTimeout,
+  fanOutControl,
+  isResumable,
+  parseControlMessage,
+  runEventKind,
+  sortedRuns,
+} from "./_engine_rules.ts";
+import type { RunEventKind } from "./_engine_rules.ts";
 import { LiveFeed } from "./_live_feed.ts";
-import type { FeedRange, FeedSubscriber } from "./_live_feed.ts";
+import type { FeedSubscriber } from "./_live_feed.ts";
 import {
   ACQUIRE_SOURCE,
   CATCH_UP_SOURCE,
   defineScript,
   PUBLISH_SOURCE,
+  PURGE_SOURCE,
   READ_AFTER_SOURCE,
+  READ_APPROVALS_SOURCE,
+  REQUEST_APPROVAL_SOURCE,
+  RESOLVE_APPROVAL_SOURCE,
   runScript,
 } from "./_redis_scripts.ts";
 import type { RedisScript } from "./_redis_scripts.ts";
 import type {
+  ApprovalDecision,
+  ApprovalRecord,
   CatchUp,
   ControlMessage,
   EventEngine,
   EventListener,
   EventRange,
   EventSubscription,
+  NewApprovalRequest,
   NewEvent,
   PublishResult,
+  RequestApprovalResult,
+  ResolveApprovalResult,
   RunSeqs,
   UserEvent,
 } from "./event_engine.ts";
@@ -123,21 +159,43 @@ export interface RedisEngineOptions {
   readonly commandTimeoutMs?: number;
 }
 
-interface Scripts {
-  readonly publish: RedisScript;
-  readonly catchUp: RedisScript;
-  readonly readAfter: RedisScript;
-  readonly acquire: RedisScript;
+const SCRIPT_SOURCES = {
+  publish: PUBLISH_SOURCE,
+  catchUp: CATCH_UP_SOURCE,
+  readAfter: READ_AFTER_SOURCE,
+  purge: PURGE_SOURCE,
+  requestApproval: REQUEST_APPROVAL_SOURCE,
+  resolveApproval: RESOLVE_APPROVAL_SOURCE,
+  readApprovals: READ_APPROVALS_SOURCE,
+  acquire: ACQUIRE_SOURCE,
+} as const;
+
+type Scripts = { readonly [name in keyof typeof SCRIPT_SOURCES]: RedisScript };
+
+/** What a {@link RedisEngine} is built with, checked and defaulted. */
+interface Settings {
+  readonly prefix: string;
+  readonly instanceId: string;
+  readonly retention: EventRetention;
+  readonly clock: Clock;
+  readonly log: Logger;
+  readonly connectionTtlMs: number;
+  readonly controlChannel: string;
 }
 
 interface UserKeys {
   readonly meta: string;
   readonly log: string;
   readonly runs: string;
+  readonly purged: string;
   readonly conns: string;
   readonly channel: string;
   ended(runId: string): string;
+  approvals(runId: string): string;
 }
+
+/** The flag `append()` takes for each {@link RunEventKind}. */
+const KIND_FLAG: Record<RunEventKind, string> = { start: "s", end: "e", other: "" };
 
 /** A user's feed on this instance and the subscribe() calls waiting for it to go live. */
 interface FeedEntry {
@@ -176,16 +234,11 @@ export class RedisEngine implements EventEngine {
   /** Always true: every instance on the same Redis and prefix sees the same logs. */
   readonly shared = true;
 
-  #prefix: string;
-  #instanceId: string;
-  #retention: EventRetention;
-  #clock: Clock;
-  #log: Logger;
-  #connectionTtlMs: number;
+  /** The settings, fixed at construction. */
+  #o: Settings;
   #cmd: Redis;
   #sub: Redis;
   #scripts: Promise<Scripts>;
-  #controlChannel: string;
   #feeds = new Map<string, FeedEntry>();
   #controlHandlers = new Set<(message: ControlMessage) => void>();
   /** Connections this instance counted, by user, renewed until released. */
@@ -207,17 +260,19 @@ export class RedisEngine implements EventEngine {
    */
   constructor(options: RedisEngineOptions) {
     checkRetention(options.retention);
-    this.#retention = { ...options.retention };
-    this.#prefix = options.keyPrefix;
-    this.#instanceId = options.instanceId;
-    this.#clock = options.clock ?? systemClock;
-    this.#log = options.log ?? silentLogger;
-    this.#connectionTtlMs = positive("connectionTtlMs", options.connectionTtlMs ?? 30_000);
+    this.#o = {
+      retention: { ...options.retention },
+      prefix: options.keyPrefix,
+      instanceId: options.instanceId,
+      clock: options.clock ?? systemClock,
+      log: options.log ?? silentLogger,
+      connectionTtlMs: positive("connectionTtlMs", options.connectionTtlMs ?? 30_000),
+      controlChannel: `${options.keyPrefix}:control`,
+    };
     const commandTimeout = positive("commandTimeoutMs", options.commandTimeoutMs ?? 2_000);
-    this.#controlChannel = `${this.#prefix}:control`;
     this.#connected.promise.catch(() => {}); // a close before connecting is not an error
 
-    const name = `${this.#prefix}:${this.#instanceId}`.replace(/[^\w.:-]/g, "_");
+    const name = `${this.#o.prefix}:${this.#o.instanceId}`.replace(/[^\w.:-]/g, "_");
     const base: RedisOptions = {
       enableOfflineQueue: false, // fail fast while Redis is down, never queue
       maxRetriesPerRequest: 0, // a command in flight when the connection drops fails at once
@@ -244,8 +299,10 @@ export class RedisEngine implements EventEngine {
       (channel: string, message: string) => this.#onMessage(channel, message),
     );
     this.#scripts = Promise.all(
-      [PUBLISH_SOURCE, CATCH_UP_SOURCE, READ_AFTER_SOURCE, ACQUIRE_SOURCE].map(defineScript),
-    ).then(([publish, catchUp, readAfter, acquire]) => ({ publish, catchUp, readAfter, acquire }));
+      Object.entries(SCRIPT_SOURCES).map(async ([name, source]) =>
+        [name, await defineScript(source)] as const
+      ),
+    ).then((defined) => Object.fromEntries(defined) as Scripts);
     this.#scheduleRenewal();
   }
 
@@ -268,39 +325,18 @@ export class RedisEngine implements EventEngine {
   }
 
   async publish(userId: string, event: NewEvent): Promise<PublishResult> {
-    const keys = this.#keys(userId);
-    const kind = event.name === "agent_started"
-      ? "s"
-      : TERMINAL_EVENT_NAMES.has(event.name)
-      ? "e"
-      : "";
-    const reply = await this.#run("publish", [
-      keys.meta,
-      keys.log,
-      keys.runs,
-      keys.ended(event.runId),
-    ], [
-      randomEpoch(),
-      this.#clock.now(),
-      this.#retention.count,
-      this.#retention.seconds * 1000,
-      META_TTL_MS,
-      keys.channel,
-      event.runId,
-      event.threadId,
-      kind,
-      encodeEvent(event),
-    ]) as [number, number, string?];
-    if (reply[0] === 0) return { published: false, reason: "run_ended", endSeq: reply[1] };
-    const stored: UserEvent = {
-      seq: reply[1],
-      threadId: event.threadId,
+    const reply = await this.#append(userId, {
+      script: "publish",
       runId: event.runId,
-      name: event.name,
-      data: event.data,
-      ts: event.ts,
+      args: [event.runId, event.threadId, KIND_FLAG[runEventKind(event.name)], encodeEvent(event)],
+    }) as AppendReply;
+    if (reply[0] !== 1) return refusal(reply);
+    const { threadId, runId, name, data, ts } = event;
+    return {
+      published: true,
+      epoch: reply[2],
+      event: { seq: reply[1], threadId, runId, name, data, ts },
     };
-    return { published: true, epoch: reply[2]!, event: stored };
   }
 
   async subscribe(userId: string, listener: EventListener): Promise<EventSubscription> {
@@ -314,8 +350,8 @@ export class RedisEngine implements EventEngine {
         feed: new LiveFeed({
           userId,
           readAfter: (after) => this.#readRange(userId, after),
-          clock: this.#clock,
-          log: this.#log,
+          clock: this.#o.clock,
+          log: this.#o.log,
         }),
         ready: Promise.resolve(),
         waiting: 0,
@@ -343,29 +379,24 @@ export class RedisEngine implements EventEngine {
 
   async catchUp(userId: string, resume?: ResumePosition): Promise<CatchUp> {
     const keys = this.#keys(userId);
-    const resumable = resume !== undefined && typeof resume.epoch === "string" &&
-      resume.epoch !== "" && Number.isSafeInteger(resume.after) && resume.after >= 0;
-    const reply = await this.#run("catchUp", [keys.meta, keys.log, keys.runs], [
+    const resumable = isResumable(resume);
+    const reply = await this.#run("catchUp", [keys.meta, keys.log, keys.runs, keys.purged], [
       randomEpoch(),
-      this.#clock.now(),
-      this.#retention.seconds * 1000,
+      this.#o.clock.now(),
+      this.#o.retention.seconds * 1000,
       META_TTL_MS,
       resumable ? resume.epoch : "",
       resumable ? resume.after : 0,
-    ]) as [string, number, number, string[], StreamEntry[]];
-    const [epoch, seq, resumed, flatRuns, entries] = reply;
+    ]) as [string, number, number, string[], StreamEntry[], string[]];
+    const [epoch, seq, resumed, flatRuns, entries, purged] = reply;
     const activeRuns = decodeRuns(flatRuns);
-    let events = entries.map(decodeEntry);
-    if (resumed !== 1) {
-      const starts = new Map(activeRuns.map((run) => [run.runId, run.startSeq]));
-      events = events.filter((e) => e.seq >= (starts.get(e.runId) ?? Infinity));
-    }
+    let events = decodeEntries(entries, purged);
+    if (resumed !== 1) events = activeRunEvents(events, activeRuns);
     return { epoch, seq, activeRuns, resumed: resumed === 1, events };
   }
 
-  async readAfter(userId: string, after: number): Promise<EventRange> {
-    const range = await this.#readRange(userId, after);
-    return range;
+  readAfter(userId: string, after: number): Promise<EventRange> {
+    return this.#readRange(userId, after);
   }
 
   async runSeqs(userId: string, runIds: readonly string[]): Promise<Map<string, RunSeqs>> {
@@ -392,9 +423,127 @@ export class RedisEngine implements EventEngine {
     return found;
   }
 
+  async purgeThread(userId: string, threadId: string): Promise<void> {
+    const keys = this.#keys(userId);
+    await this.#run("purge", [keys.meta, keys.log, keys.runs, keys.purged], [
+      randomEpoch(),
+      this.#o.clock.now(),
+      this.#o.retention.seconds * 1000,
+      META_TTL_MS,
+      threadId,
+    ]);
+  }
+
+  async requestApproval(
+    userId: string,
+    request: NewApprovalRequest,
+    options: { readonly timeoutMs: number },
+  ): Promise<RequestApprovalResult> {
+    checkTimeout(options.timeoutMs);
+    const { runId, threadId, data } = request;
+    // The event's JSON around the value of `expiresAt`, which the script fills in from TIME.
+    const dataJson = JSON.stringify(data);
+    const head = `{"threadId":${JSON.stringify(threadId)},"runId":${JSON.stringify(runId)},` +
+      `"name":"tool_approval_requested","ts":${JSON.stringify(request.ts)},"data":` +
+      (dataJson === "{}" ? "{" : `${dataJson.slice(0, -1)},`) + `"expiresAt":"`;
+    const reply = await this.#append(userId, {
+      script: "requestApproval",
+      runId,
+      args: [runId, threadId, data.toolCallId, data.tool, options.timeoutMs, head, `"}}`],
+    }) as AppendReply | [1, number, string, string] | [3];
+    if (reply[0] === 3) return { published: false, reason: "already_requested" };
+    if (reply[0] !== 1) return refusal(reply);
+    const expiresAt = (reply as [1, number, string, string])[3];
+    return {
+      published: true,
+      epoch: reply[2],
+      event: {
+        seq: reply[1],
+        threadId,
+        runId,
+        name: "tool_approval_requested",
+        data: { ...data, expiresAt },
+        ts: request.ts,
+      },
+    };
+  }
+
+  async resolveApproval(
+    userId: string,
+    decision: ApprovalDecision,
+  ): Promise<ResolveApprovalResult> {
+    checkDecision(decision);
+    const { runId, toolCallId, approved, by, reason } = decision;
+    const reply = await this.#append(userId, {
+      script: "resolveApproval",
+      runId,
+      args: [
+        runId,
+        toolCallId,
+        approved ? 1 : 0,
+        by,
+        reason === undefined ? 0 : 1,
+        reason ?? "",
+        decision.ts,
+      ],
+    }) as [string, ...(string | number)[]];
+    switch (reply[0]) {
+      case "resolved": {
+        const [, seq, epoch, threadId, tool] = reply as [string, number, string, string, string];
+        const data = reason === undefined
+          ? { toolCallId, tool, approved, by }
+          : { toolCallId, tool, approved, by, reason };
+        const event: UserEvent = {
+          seq,
+          threadId,
+          runId,
+          name: "tool_approval_resolved",
+          data,
+          ts: decision.ts,
+        };
+        return { outcome: "resolved", epoch, event };
+      }
+      case "already": {
+        const [, won, wonBy, wonReason] = reply as [string, number, ApprovalDecider, string?];
+        return wonReason === undefined
+          ? { outcome: "already", approved: won === 1, by: wonBy }
+          : { outcome: "already", approved: won === 1, by: wonBy, reason: wonReason };
+      }
+      case "not_expired":
+        return { outcome: "not_expired", expiresAt: String(reply[1]) };
+      case "run_ended":
+        return { outcome: "run_ended" };
+      default:
+        return { outcome: "not_found" };
+    }
+  }
+
+  async approvalState(
+    userId: string,
+    ids: { readonly runId: string; readonly toolCallId: string },
+  ): Promise<ApprovalRecord | undefined> {
+    const [record] = await this.#readApprovals(userId, ids.runId, ids.toolCallId);
+    return record;
+  }
+
+  async pendingApprovals(userId: string, runId: string): Promise<ApprovalRecord[]> {
+    const records = await this.#readApprovals(userId, runId, "");
+    return records.sort((a, b) => a.requestSeq - b.requestSeq);
+  }
+
+  async now(): Promise<number> {
+    this.#assertOpen();
+    try {
+      const [seconds, micros] = await this.#cmd.time();
+      return Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
+    } catch (error) {
+      throw asUnavailable(error);
+    }
+  }
+
   async acquireConnection(userId: string, connectionId: string, limit: number): Promise<boolean> {
-    const now = this.#clock.now();
-    const ttl = this.#connectionTtlMs;
+    const now = this.#o.clock.now();
+    const ttl = this.#o.connectionTtlMs;
     const counted = await this.#run("acquire", [this.#keys(userId).conns], [
       connectionId,
       now,
@@ -423,7 +572,7 @@ export class RedisEngine implements EventEngine {
   async sendControl(message: ControlMessage): Promise<void> {
     this.#assertOpen();
     try {
-      await this.#cmd.publish(this.#controlChannel, JSON.stringify(message));
+      await this.#cmd.publish(this.#o.controlChannel, JSON.stringify(message));
     } catch (error) {
       throw asUnavailable(error);
     }
@@ -471,18 +620,66 @@ export class RedisEngine implements EventEngine {
 
   // ---- commands -----------------------------------------------------------------------------
 
-  async #readRange(userId: string, after: number): Promise<FeedRange & { complete: boolean }> {
+  async #readRange(userId: string, after: number): Promise<EventRange> {
     const keys = this.#keys(userId);
     const from = Number.isFinite(after) ? Math.max(0, Math.floor(after)) : 0;
-    const reply = await this.#run("readAfter", [keys.meta, keys.log, keys.runs], [
+    const reply = await this.#run("readAfter", [keys.meta, keys.log, keys.runs, keys.purged], [
       randomEpoch(),
-      this.#clock.now(),
-      this.#retention.seconds * 1000,
+      this.#o.clock.now(),
+      this.#o.retention.seconds * 1000,
       META_TTL_MS,
       from,
-    ]) as [string, number, number, StreamEntry[]];
-    const [epoch, seq, complete, entries] = reply;
-    return { epoch, seq, complete: complete === 1, events: entries.map(decodeEntry) };
+    ]) as [string, number, number, StreamEntry[], string[]];
+    const [epoch, seq, complete, entries, purged] = reply;
+    return { epoch, seq, complete: complete === 1, events: decodeEntries(entries, purged) };
+  }
+
+  /**
+   * Runs a script that appends through `append()` (see `_redis_scripts.ts`) for an event of
+   * `runId`: the six keys and first six arguments `append()` takes, then `args`.
+   */
+  #append(
+    userId: string,
+    call: {
+      readonly script: "publish" | "requestApproval" | "resolveApproval";
+      readonly runId: string;
+      readonly args: readonly (string | number)[];
+    },
+  ): Promise<unknown> {
+    const { script, runId, args } = call;
+    const keys = this.#keys(userId);
+    return this.#run(script, [
+      keys.meta,
+      keys.log,
+      keys.runs,
+      keys.ended(runId),
+      keys.purged,
+      keys.approvals(runId),
+    ], [
+      randomEpoch(),
+      this.#o.clock.now(),
+      this.#o.retention.count,
+      this.#o.retention.seconds * 1000,
+      META_TTL_MS,
+      keys.channel,
+      ...args,
+    ]);
+  }
+
+  async #readApprovals(
+    userId: string,
+    runId: string,
+    toolCallId: string,
+  ): Promise<ApprovalRecord[]> {
+    const keys = this.#keys(userId);
+    const flat = await this.#run("readApprovals", [keys.approvals(runId), keys.purged], [
+      toolCallId,
+    ]) as string[];
+    const records: ApprovalRecord[] = [];
+    for (let i = 0; i < flat.length; i += 2) {
+      records.push(decodeApproval(runId, flat[i], flat[i + 1]));
+    }
+    return records;
   }
 
   async #run(
@@ -500,14 +697,16 @@ export class RedisEngine implements EventEngine {
   }
 
   #keys(userId: string): UserKeys {
-    const base = `${this.#prefix}:{${encodeURIComponent(userId)}}`;
+    const base = `${this.#o.prefix}:{${encodeURIComponent(userId)}}`;
     return {
       meta: `${base}:meta`,
       log: `${base}:log`,
       runs: `${base}:runs`,
+      purged: `${base}:purged`,
       conns: `${base}:conns`,
       channel: `${base}:events`,
       ended: (runId) => `${base}:ended:${runId}`,
+      approvals: (runId) => `${base}:approvals:${runId}`,
     };
   }
 
@@ -521,16 +720,16 @@ export class RedisEngine implements EventEngine {
     redis.on("error", (error: Error) => {
       if (this.#closed || this.#down.has(role)) return;
       this.#down.add(role);
-      this.#log.warn("redis connection lost; reconnecting in the background", {
-        instanceId: this.#instanceId,
+      this.#o.log.warn("redis connection lost; reconnecting in the background", {
+        instanceId: this.#o.instanceId,
         connection: role,
         error: errorMessage(error),
       });
     });
     redis.on("ready", () => {
       if (!this.#down.delete(role)) return;
-      this.#log.info("redis connection restored", {
-        instanceId: this.#instanceId,
+      this.#o.log.info("redis connection restored", {
+        instanceId: this.#o.instanceId,
         connection: role,
       });
     });
@@ -538,12 +737,12 @@ export class RedisEngine implements EventEngine {
 
   async #onSubscriberReady(): Promise<void> {
     const generation = ++this.#subscriberGeneration;
-    const channels = [this.#controlChannel, ...this.#feeds.keys()];
+    const channels = [this.#o.controlChannel, ...this.#feeds.keys()];
     try {
       await this.#sub.subscribe(...channels);
     } catch (error) {
       // The connection dropped again; its next "ready" retries.
-      this.#log.debug("resubscribe failed", { error: errorMessage(error) });
+      this.#o.log.debug("resubscribe failed", { error: errorMessage(error) });
       return;
     }
     if (this.#closed || generation !== this.#subscriberGeneration) return;
@@ -591,7 +790,7 @@ export class RedisEngine implements EventEngine {
   }
 
   #onMessage(channel: string, message: string): void {
-    if (channel === this.#controlChannel) return this.#onControlMessage(message);
+    if (channel === this.#o.controlChannel) return this.#onControlMessage(message);
     const entry = this.#feeds.get(channel);
     if (!entry) return;
     const first = message.indexOf(" ");
@@ -602,53 +801,42 @@ export class RedisEngine implements EventEngine {
       const event = decodeEvent(seq, message.slice(second + 1));
       entry.feed.receive({ epoch, event });
     } catch (error) {
-      this.#log.error("malformed event message", { channel, error: errorMessage(error) });
+      this.#o.log.error("malformed event message", { channel, error: errorMessage(error) });
     }
   }
 
   #onControlMessage(raw: string): void {
     let message: ControlMessage;
     try {
-      const parsed = JSON.parse(raw);
-      if (
-        parsed?.type !== "cancel" || typeof parsed.userId !== "string" ||
-        typeof parsed.runId !== "string"
-      ) throw new TypeError("not a cancel message");
-      message = { type: "cancel", userId: parsed.userId, runId: parsed.runId };
+      message = parseControlMessage(raw);
     } catch (error) {
-      this.#log.warn("ignored a malformed control message", { error: errorMessage(error) });
+      this.#o.log.warn("ignored a malformed control message", { error: errorMessage(error) });
       return;
     }
-    for (const handler of [...this.#controlHandlers]) {
-      try {
-        handler(message);
-      } catch (error) {
-        this.#log.error("control handler failed", { error: errorMessage(error) });
-      }
-    }
+    fanOutControl(this.#controlHandlers, message, { log: this.#o.log });
   }
 
   #scheduleRenewal(): void {
-    this.#renewTimer = this.#clock.setTimer(() => {
+    this.#renewTimer = this.#o.clock.setTimer(() => {
       if (this.#closed) return;
       this.#renew();
       this.#scheduleRenewal();
-    }, Math.max(1, Math.floor(this.#connectionTtlMs / 3)));
+    }, Math.max(1, Math.floor(this.#o.connectionTtlMs / 3)));
   }
 
   /** Pushes the expiry of every connection this instance holds. */
   #renew(): void {
     if (this.#held.size === 0 || this.#cmd.status !== "ready") return;
-    const expiry = this.#clock.now() + this.#connectionTtlMs;
+    const expiry = this.#o.clock.now() + this.#o.connectionTtlMs;
     const pipeline = this.#cmd.pipeline();
     for (const [userId, ids] of this.#held) {
       const conns = this.#keys(userId).conns;
       // XX: a connection released meanwhile (its ZREM already ran) is never brought back.
       pipeline.zadd(conns, "XX", ...[...ids].flatMap((id) => [expiry, id]));
-      pipeline.pexpire(conns, this.#connectionTtlMs);
+      pipeline.pexpire(conns, this.#o.connectionTtlMs);
     }
     pipeline.exec().catch((error: unknown) => {
-      this.#log.debug("connection renewal failed", { error: errorMessage(error) });
+      this.#o.log.debug("connection renewal failed", { error: errorMessage(error) });
     });
   }
 }
@@ -668,10 +856,22 @@ function decodeEvent(seq: number, json: string): UserEvent {
   return { seq, threadId: e.threadId, runId: e.runId, name: e.name, data: e.data, ts: e.ts };
 }
 
-/** A stream entry `[<seq>-0, ["t", ms, "e", json]]` as an event. */
-function decodeEntry([id, fields]: StreamEntry): UserEvent {
-  const json = fields[fields.indexOf("e") + 1];
-  return decodeEvent(Number.parseInt(id, 10), json);
+/**
+ * Stream entries `[<seq>-0, ["t", ms, "h", threadId, "e", json]]` as events, leaving out those
+ * of `purged` threads by their `h` field, before decoding. (Entries written before `h` existed
+ * are decoded first.)
+ */
+function decodeEntries(entries: readonly StreamEntry[], purged: readonly string[]): UserEvent[] {
+  const hidden = new Set(purged);
+  const events: UserEvent[] = [];
+  for (const [id, fields] of entries) {
+    const h = fields.indexOf("h");
+    if (h !== -1 && hidden.has(fields[h + 1])) continue;
+    const event = decodeEvent(Number.parseInt(id, 10), fields[fields.indexOf("e") + 1]);
+    if (h === -1 && hidden.has(event.threadId)) continue;
+    events.push(event);
+  }
+  return events;
 }
 
 /** The runs hash (flat HGETALL: runId, `<startSeq>:<threadId>`, …), sorted by start. */
@@ -686,7 +886,33 @@ function decodeRuns(flat: readonly string[]): ActiveRun[] {
       startSeq: Number(value.slice(0, colon)),
     });
   }
-  return runs.sort((a, b) => a.startSeq - b.startSeq);
+  return sortedRuns(runs);
+}
+
+type AppendReply = [1, number, string] | [0, number?] | [2];
+
+/** `append()`'s refusal reply as a {@link PublishResult}. */
+function refusal(reply: AppendReply): PublishResult & { published: false } {
+  if (reply[0] === 2) return { published: false, reason: "thread_purged" };
+  return { published: false, reason: "run_ended", endSeq: reply[1] as number };
+}
+
+/** An approval record as the scripts store it (see the module doc's key list). */
+function decodeApproval(runId: string, toolCallId: string, json: string): ApprovalRecord {
+  const r = JSON.parse(json);
+  const record = {
+    runId,
+    threadId: r.thread,
+    toolCallId,
+    tool: r.tool,
+    expiresAt: new Date(r.exp).toISOString(),
+    requestSeq: r.seq,
+  };
+  if (r.by === undefined) return record;
+  const decision = r.reason === undefined
+    ? { approved: r.approved, by: r.by, seq: r.rseq }
+    : { approved: r.approved, by: r.by, reason: r.reason, seq: r.rseq };
+  return { ...record, decision };
 }
 
 function unavailable(message: string, cause?: unknown): DependencyUnavailableError {

@@ -361,7 +361,8 @@ export class AgentSocketClient {
    * Renames a thread.
    *
    * @returns The thread as the server now has it.
-   * @throws {RangeError} (rejection) When `title` is blank or longer than 200 characters.
+   * @throws {RangeError} (rejection) When `title` is blank or longer than 200 characters once
+   *   trimmed.
    * @throws {HistoryRequestError} (rejection) With status 404 when the thread is not the caller's.
    */
   renameThread(threadId: string, title: string): Promise<ThreadSummary> {

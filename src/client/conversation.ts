@@ -9,17 +9,14 @@
 import type { HistoryMessage, RunStatus } from "../protocol/mod.ts";
 import type { AgentSocketClient } from "./agent_socket_client.ts";
 import type { ChatRun, ChatRunState, PendingApproval } from "./chat_run.ts";
-import { ChatRefusedError, RunFailedError } from "./errors.ts";
+import { ChatRefusedError, RunFailedError, RunLostError } from "./errors.ts";
 import type { RunStep } from "./run_progress.ts";
 
 /** One thing the agent did in a turn (a reasoning block, or a tool call). */
 export type TurnStep = RunStep;
 
-/**
- * A turn's status: a {@link ChatRunState}, or `unknown` for a run known only from the history
- * of a server that stores no status, with no reply (it failed or was cancelled).
- */
-export type TurnStatus = ChatRunState | "unknown";
+/** A turn's status: its run's (from the run followed, or the history's `runStatus`). */
+export type TurnStatus = ChatRunState;
 
 /** One exchange: the user's message and what the agent did with it. */
 export interface Turn {
@@ -67,7 +64,7 @@ interface StoredRun {
   runId: string;
   userText?: string;
   reply?: string;
-  status?: RunStatus;
+  status: RunStatus;
   error?: { readonly code: string; readonly message: string };
   seq?: number;
 }
@@ -266,7 +263,7 @@ export class Conversation {
         this.#find(message.runId);
       if (!record) record = { order: this.#order++ };
       if (!paged.includes(record)) paged.push(record);
-      record.stored = storeMessage(record.stored ?? { runId: message.runId }, message);
+      record.stored = storeMessage(record.stored, message);
     }
     const rest = this.#turns.filter((t) => !paged.includes(t));
     if (which === "older") {
@@ -291,15 +288,13 @@ export class Conversation {
   }
 }
 
-function storeMessage(stored: StoredRun, message: HistoryMessage): StoredRun {
-  const next = { ...stored };
-  if (message.runStatus !== undefined) next.status = message.runStatus;
+function storeMessage(stored: StoredRun | undefined, message: HistoryMessage): StoredRun {
+  const next = { ...stored, runId: message.runId, status: message.runStatus };
   if (message.role === "user") {
     next.userText ??= message.text;
     if (message.seq !== null) next.seq ??= message.seq;
   } else {
     next.reply = message.text;
-    next.status = message.runStatus ?? "completed"; // older servers store completed replies only
     if (message.error) next.error = message.error;
   }
   return next;
@@ -322,7 +317,7 @@ function turnOf(record: TurnRecord): Turn {
   const chatId = run?.chatId;
   const key = runId ?? chatId ?? `turn-${record.order}`;
   const seq = seqOf(record);
-  const storedEnd = stored?.status !== undefined && stored.status !== "running";
+  const storedEnd = stored !== undefined && stored.status !== "running";
   if (run && !(storedEnd && !isSettled(run.state))) {
     const text = run.text !== "" || run.state === "completed" ? run.text : stored?.reply;
     return {
@@ -341,8 +336,7 @@ function turnOf(record: TurnRecord): Turn {
       run,
     };
   }
-  const status: TurnStatus = stored?.status ??
-    (stored?.reply !== undefined ? "completed" : "unknown");
+  const status: TurnStatus = stored?.status ?? "running";
   return {
     key,
     runId,
@@ -367,6 +361,6 @@ function isSettled(state: ChatRunState): boolean {
 function errorCodeOf(error: Error | undefined): string | undefined {
   if (error instanceof RunFailedError) return error.info?.code ?? error.status;
   if (error instanceof ChatRefusedError) return error.code;
-  if (error?.name === "RunLostError") return "lost";
+  if (error instanceof RunLostError) return "lost";
   return undefined;
 }

@@ -9,7 +9,7 @@
 import type {
   HistoryMessage,
   MessagesResponse,
-  RunStatus,
+  RenameThreadRequest,
   ThreadsResponse,
   ThreadSummary,
 } from "../protocol/mod.ts";
@@ -99,20 +99,19 @@ export class HistoryApi {
    * Renames a thread (`PATCH /api/threads/:id` with `{"title"}`).
    *
    * @returns The thread as the server now has it.
-   * @throws {RangeError} (rejection) When `title` is blank or longer than 200 characters;
-   *   nothing is sent.
+   * @throws {RangeError} (rejection) When `title` is blank or longer than 200 characters once
+   *   trimmed; nothing is sent.
    * @throws {HistoryRequestError} (rejection) With status 404 when the thread is not the caller's.
    */
   async renameThread(threadId: string, title: string): Promise<ThreadSummary> {
-    if (typeof title !== "string" || title.trim() === "" || title.length > MAX_TITLE_LENGTH) {
+    const length = typeof title === "string" ? title.trim().length : 0;
+    if (length === 0 || length > MAX_TITLE_LENGTH) {
       throw new RangeError(
-        `Cannot rename thread: "title" must be 1 to ${MAX_TITLE_LENGTH} characters`,
+        `Cannot rename thread: "title" must be 1 to ${MAX_TITLE_LENGTH} characters once trimmed`,
       );
     }
-    const body = await this.#request("PATCH", threadPath(threadId), { body: { title } });
-    // "200 with the thread": the thread itself, or wrapped as `{thread}`.
-    const wrapped = body as { thread?: ThreadSummary } & Partial<ThreadSummary>;
-    return wrapped.thread ?? wrapped as ThreadSummary;
+    const request: RenameThreadRequest = { title };
+    return await this.#request("PATCH", threadPath(threadId), { body: request }) as ThreadSummary;
   }
 
   /**
@@ -186,7 +185,7 @@ export class HistoryApi {
  * What the history says about one run:
  * - `ended`: it ended, with its stored reply (partial when it failed or was cancelled);
  * - `running`: it has not ended;
- * - `unknown`: its messages do not say (an older server that stores no status, or not found).
+ * - `unknown`: the page holds none of its messages.
  */
 export type HistoryVerdict =
   | { readonly kind: "ended"; readonly ending: RunEnding }
@@ -194,27 +193,19 @@ export type HistoryVerdict =
   | { readonly kind: "unknown" };
 
 /**
- * Reads a run's outcome from its messages: the assistant message holds the reply and, with
- * `runStatus`, how the run ended (no `runStatus`: an older server stores a reply only for a
- * completed run); the user message's `runStatus` says the same when there is no reply.
+ * Reads a run's outcome from its messages: their `runStatus`, and the assistant message's
+ * text (the reply, partial when the run failed or was cancelled) and `error`.
  */
 export function historyVerdict(messages: readonly HistoryMessage[], runId: string): HistoryVerdict {
   const own = messages.filter((m) => m.runId === runId);
+  if (own.length === 0) return { kind: "unknown" };
   const reply = own.find((m) => m.role === "assistant");
-  const status: RunStatus | undefined = reply?.runStatus ??
-    own.find((m) => m.runStatus !== undefined)?.runStatus ??
-    (reply ? "completed" : undefined);
-  if (status === undefined) return { kind: "unknown" };
+  const status = reply?.runStatus ?? own[0].runStatus;
   if (status === "running") return { kind: "running" };
-  const error = status === "failed"
-    ? reply?.error ?? { code: "unknown", message: "The run failed" }
-    : undefined;
-  return {
-    kind: "ended",
-    ending: error
-      ? { status, text: reply?.text ?? "", error }
-      : { status, text: reply?.text ?? "" },
-  };
+  const text = reply?.text ?? "";
+  if (status !== "failed") return { kind: "ended", ending: { status, text } };
+  const error = reply?.error ?? { code: "unknown", message: "The run failed" };
+  return { kind: "ended", ending: { status, text, error } };
 }
 
 /** The HTTP base of a WebSocket URL: `ws://host/ws` → `http://host/`. */

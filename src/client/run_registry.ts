@@ -419,7 +419,7 @@ export class RunRegistry implements RunController {
     }
   }
 
-  /** The history does not say how the run ended (a server that stores no status). */
+  /** The history does not hold the run (not in its newest pages). */
   #settleWithoutHistory(run: TrackedRun, ackStatus: RunStatus | undefined): void {
     if (ackStatus === "failed" || ackStatus === "cancelled") {
       const error = {
@@ -437,8 +437,8 @@ export class RunRegistry implements RunController {
         new RunLostError("The run ended while the client was disconnected; its reply is unknown"),
       );
     }
-    // No reply stored: the run failed, was cancelled, or runs on. A repeat of the chat (same
-    // id, same thread) is answered with the run's status and starts nothing.
+    // A repeat of the chat (same id, same thread) is answered with the run's status and
+    // starts nothing.
     this.#deliveries.set(run, { statusCheck: true, retries: 0, cuts: 0, sent: false });
     this.#sendChat(run);
   }

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { type LlmConfig, loadLlmConfig } from "./llm_config.ts";
 
 /** `development` (the default) or `production`. */
 export type AppEnv = "development" | "production";
@@ -61,6 +62,8 @@ export interface Config {
   readonly chatIdTtlSeconds: number;
   readonly retention: { readonly count: number; readonly seconds: number };
   readonly agent: { readonly stepDelayMs: number; readonly thinkingSteps: number };
+  /** `AGENT`, the model agent's `LLM_*` settings and the run limits (see llm_config.ts). */
+  readonly llm: LlmConfig;
   readonly runLeaseMs: number;
   readonly drain: { readonly timeoutMs: number; readonly spreadMs: number };
   readonly heartbeatSeconds: number;
@@ -215,6 +218,7 @@ export function loadConfig(env: EnvReader = (name) => Deno.env.get(name)): Confi
       stepDelayMs: int("AGENT_STEP_DELAY_MS", 250, 0, 600_000),
       thinkingSteps: int("AGENT_THINKING_STEPS", 1, 1, 1_000_000),
     },
+    llm: loadLlmConfig(read),
     runLeaseMs: int("RUN_LEASE_MS", 10_000, 1_000, 600_000),
     drain: {
       timeoutMs: int("DRAIN_TIMEOUT_MS", 30_000, 0, 3_600_000),

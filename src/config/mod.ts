@@ -4,3 +4,4 @@
  * @module
  */
 export * from "./load_config.ts";
+export * from "./llm_config.ts";

@@ -14,14 +14,30 @@ import { InvalidTokenError } from "../connection/mod.ts";
 import type { ConnectionReadinessChecker, Principal, TokenVerifier } from "../connection/mod.ts";
 import type { ServerMetrics } from "../metrics/mod.ts";
 import type { EventEngine } from "../bus/mod.ts";
-import type { ApiErrorResponse, MessagesResponse, ThreadsResponse } from "../protocol/mod.ts";
+import type {
+  ApiErrorResponse,
+  MessagesResponse,
+  ThreadsResponse,
+  ThreadSummary,
+} from "../protocol/mod.ts";
 import type { ChatStore, MessageRecord } from "../store/mod.ts";
 import { handleUpgrade } from "../ws/mod.ts";
 import type { UpgradeDeps } from "../ws/mod.ts";
 
+/**
+ * Deletes a thread for `DELETE /api/threads/:id`: more than a store call, since a run in
+ * flight on it is cancelled first and its events are purged from the user's log.
+ */
+export interface ThreadDeleter {
+  /** Resolves false when the thread is not the user's. */
+  delete(userId: string, threadId: string): Promise<boolean>;
+}
+
 /** What the routes need. */
 export interface AppDeps {
   readonly store: ChatStore;
+  /** Deletes threads (`DELETE /api/threads/:id`). */
+  readonly threads: ThreadDeleter;
   /** Fills a message's seq in the moment before the store has recorded it. */
   readonly engine: Pick<EventEngine, "runSeqs">;
   readonly verifier: TokenVerifier;
@@ -123,6 +139,42 @@ export function createApp(
         ...(result.nextCursor ? { nextCursor: result.nextCursor } : {}),
       };
       return c.json(body);
+    } catch (error) {
+      return storeFailure(c, deps, error);
+    }
+  });
+
+  app.patch("/api/threads/:id", async (c) => {
+    const principal = await authenticate(c, deps.verifier);
+    if (principal instanceof Response) return principal;
+    let body: unknown;
+    try {
+      body = await c.req.json();
+    } catch {
+      return apiError(c, 400, "bad_request", 'Body must be JSON: {"title":"New title"}');
+    }
+    const title = (body as { title?: unknown } | null)?.title;
+    if (typeof title !== "string") {
+      return apiError(c, 400, "invalid_field", 'Field "title" must be a string');
+    }
+    try {
+      // A title empty or too long once trimmed is a RangeError: 400 below.
+      const thread = await deps.store.renameThread(principal.userId, c.req.param("id"), title);
+      if (thread === null) return apiError(c, 404, "not_found", "Thread not found");
+      const answer: ThreadSummary = thread;
+      return c.json(answer);
+    } catch (error) {
+      return storeFailure(c, deps, error);
+    }
+  });
+
+  app.delete("/api/threads/:id", async (c) => {
+    const principal = await authenticate(c, deps.verifier);
+    if (principal instanceof Response) return principal;
+    try {
+      const deleted = await deps.threads.delete(principal.userId, c.req.param("id"));
+      if (!deleted) return apiError(c, 404, "not_found", "Thread not found");
+      return c.body(null, 204);
     } catch (error) {
       return storeFailure(c, deps, error);
     }

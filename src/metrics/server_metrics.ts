@@ -1,6 +1,7 @@
 /**
- * The metrics `/metrics` shows (SPEC §2): connections, handshake latency, close codes, race
- * violations by kind, runs, delivered events and dependency status.
+ * The metrics `/metrics` shows: connections, handshake latency, close codes, race violations
+ * by kind, runs (by status, and by provider and outcome), model tokens, time to a run's first
+ * reply piece, delivered events and dependency status.
  *
  * @module
  */
@@ -40,6 +41,25 @@ export class ServerMetrics {
   readonly eventsDelivered = this.registry.register(
     new Counter("agentsocket_events_delivered_total", "Event frames sent to clients"),
   );
+  readonly runOutcomes = this.registry.register(
+    new Counter(
+      "agentsocket_run_outcomes_total",
+      "Runs ended on this instance, by the agent's provider and outcome (the status, or the failure code)",
+    ),
+  );
+  readonly tokens = this.registry.register(
+    new Counter(
+      "agentsocket_model_tokens_total",
+      "Model tokens of ended runs, by provider and direction (input, output)",
+    ),
+  );
+  readonly firstPieceSeconds = this.registry.register(
+    new Histogram(
+      "agentsocket_first_piece_seconds",
+      "Time from a run's start to its first published reply piece",
+      [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+    ),
+  );
 
   constructor(sources: MetricsSources) {
     this.registry.register(
@@ -71,6 +91,27 @@ export class ServerMetrics {
       this.runsTotal.declare({ status });
     }
     this.closeCodes.declare({ code: "1011" });
+  }
+
+  /**
+   * Counts a run's end by provider and outcome, and its tokens.
+   *
+   * @param report The provider, status, failure code and usage of the run.
+   */
+  recordRunEnd(
+    report: {
+      readonly provider: string;
+      readonly status: string;
+      readonly code?: string;
+      readonly usage?: { readonly inputTokens: number; readonly outputTokens: number };
+    },
+  ): void {
+    const { provider } = report;
+    this.runOutcomes.inc({ provider, outcome: report.code ?? report.status });
+    if (report.usage) {
+      this.tokens.inc({ provider, direction: "input" }, report.usage.inputTokens);
+      this.tokens.inc({ provider, direction: "output" }, report.usage.outputTokens);
+    }
   }
 
   /** The Prometheus text. */

@@ -200,6 +200,8 @@ export const TOOL_ERROR_CODES = [
   "shutdown",
   /** The instance running the call stopped. */
   "interrupted",
+  /** The run ended (it failed, or its agent returned) before the call completed. */
+  "run_ended",
 ] as const;
 
 /** One of {@link TOOL_ERROR_CODES}. */

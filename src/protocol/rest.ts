@@ -28,12 +28,17 @@ export interface HistoryMessage {
   readonly seq: number | null;
   readonly createdAt: string;
   /**
-   * The status of the message's run (`running` until it ends). Optional until every server
-   * sends it; a client reads its absence as "unknown" (older servers).
+   * The status of the run the message belongs to; the assistant message of a failed or
+   * cancelled run holds its reply so far.
    */
-  readonly runStatus?: RunStatus;
-  /** On the assistant message of a failed run: why it failed (its text is the partial reply). */
+  readonly runStatus: RunStatus;
+  /** Why the run failed: only on the assistant message of a failed run. */
   readonly error?: { readonly code: string; readonly message: string };
+}
+
+/** The body of `PATCH /api/threads/:id`: the new title (1 to 200 characters once trimmed). */
+export interface RenameThreadRequest {
+  readonly title: string;
 }
 
 /** The body of `GET /api/threads`: newest first; `nextCursor` only when an older page exists. */

@@ -10,9 +10,11 @@ import type { Clock } from "../_util/clock.ts";
 import { delay } from "../_util/clock.ts";
 import { createLogger } from "../_util/log.ts";
 import type { Logger } from "../_util/log.ts";
-import { DemoAgent } from "../agent/demo_agent.ts";
-import type { Agent } from "../agent/agent.ts";
-import { RunOrchestrator } from "../agent/run_orchestrator.ts";
+import { createDemoTools, DemoAgent } from "../agent/mod.ts";
+import type { Agent } from "../agent/mod.ts";
+import { createLlmAgent } from "../agent/llm/mod.ts";
+import { RunOrchestrator } from "../runs/mod.ts";
+import { ToolRegistry } from "../tools/mod.ts";
 import { DevTokenIssuer, JwtVerifier, randomSecret } from "../auth/mod.ts";
 import type { VerificationKey } from "../auth/mod.ts";
 import type { EventEngine } from "../bus/mod.ts";
@@ -157,11 +159,14 @@ export async function buildServer(
   });
 
   const agent = options.agent ??
-    new DemoAgent({
-      clock,
-      stepDelayMs: config.agent.stepDelayMs,
-      thinkingSteps: config.agent.thinkingSteps,
-    });
+    (config.llm.agent === "llm" && config.llm.settings
+      ? createLlmAgent(config.llm.settings, { clock, log })
+      : new DemoAgent({
+        clock,
+        stepDelayMs: config.agent.stepDelayMs,
+        thinkingSteps: config.agent.thinkingSteps,
+      }));
+  const tools = new ToolRegistry(createDemoTools({ clock, workMs: config.agent.stepDelayMs }));
   // Read only at render time, once everything below exists.
   const metrics: ServerMetrics = new ServerMetrics({
     openConnections: () => registry.size,
@@ -176,14 +181,22 @@ export async function buildServer(
     store,
     engine,
     agent,
+    tools,
     clock,
     log,
     instanceId: config.instanceId,
     leaseMs: config.runLeaseMs,
+    streamFlushMs: config.llm.streamFlushMs,
+    toolOutputMaxBytes: config.llm.toolOutputMaxBytes,
+    maxActiveRunsPerUser: config.llm.maxActiveRunsPerUser,
     onDependencyFailure: (name) => readiness.reportFailure(name),
     observer: {
       onRunStarted: () => metrics.runsTotal.inc({ status: "started" }),
-      onRunEnded: (status) => metrics.runsTotal.inc({ status }),
+      onRunEnded: (report) => {
+        metrics.runsTotal.inc({ status: report.status });
+        metrics.recordRunEnd(report);
+      },
+      onFirstPiece: (ms) => metrics.firstPieceSeconds.observe(ms / 1000),
     },
   });
 
@@ -252,6 +265,9 @@ export async function buildServer(
   const page = await loadPage();
   const app = createApp({
     store,
+    // TODO(#11): the orchestrator's delete, which cancels a run in flight and purges the
+    // thread's events from the engine, replaces this store-only delete.
+    threads: { delete: (userId, threadId) => store.deleteThread(userId, threadId) },
     engine,
     verifier,
     devTokens,

@@ -10,7 +10,7 @@
  */
 import type { Clock, Timer } from "../_util/clock.ts";
 import type { Logger } from "../_util/log.ts";
-import type { RunOrchestrator } from "../agent/run_orchestrator.ts";
+import type { RunOrchestrator } from "../runs/mod.ts";
 import type { ConnectionActor, ConnectionReadinessChecker } from "../connection/mod.ts";
 import type { ConnectionRegistry } from "./connection_registry.ts";
 

@@ -1,7 +1,7 @@
 /**
  * Opaque paging cursors shared by the stores: base64url of `<kind>.<position>`, where the
  * position is the row's monotonic insertion number (a PostgreSQL identity column, a counter in
- * memory). Keyset paging on it stays stable under concurrent inserts (SPEC §2).
+ * memory). Keyset paging on it stays stable under concurrent inserts.
  *
  * @module
  */

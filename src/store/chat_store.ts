@@ -5,9 +5,9 @@
  *
  * @module
  */
-import type { HistoryMessage, RunStatus, ThreadSummary } from "../protocol/mod.ts";
+import type { HistoryMessage, RunStatus, ThreadSummary, Usage } from "../protocol/mod.ts";
 
-/** A thread as listed by `GET /api/threads` (the wire shape, SPEC §2). */
+/** A thread as listed by `GET /api/threads` (the wire shape). */
 export type ThreadRecord = ThreadSummary;
 
 /**
@@ -20,6 +20,35 @@ export type MessageRecord = HistoryMessage;
 export interface RunError {
   readonly code: string;
   readonly message: string;
+}
+
+/**
+ * The error the claimer of a running orphan stores when it ends it (see
+ * {@link ChatStore.claimOrphanedRuns}; docs/protocol.md#errors).
+ */
+export const INTERRUPTED_ERROR: RunError = Object.freeze({
+  code: "interrupted",
+  message: "The instance running this run stopped",
+});
+
+/** Longest title {@link ChatStore.renameThread} accepts, in characters (code points). */
+export const MAX_THREAD_TITLE_LENGTH = 200;
+
+/** One earlier turn of a thread, as text: what a model is given as context. */
+export interface HistoryTurn {
+  readonly role: "user" | "assistant";
+  /** An assistant turn of a failed or cancelled run holds its partial reply (maybe ""). */
+  readonly text: string;
+  /** The status of the run the message belongs to. */
+  readonly runStatus: RunStatus;
+}
+
+/** Which turns {@link ChatStore.threadHistory} reads. */
+export interface HistoryRequest {
+  /** The run whose context is read: its messages and any later ones are left out. */
+  readonly beforeRunId: string;
+  /** At most this many messages, the newest ones (0 reads none). */
+  readonly limit: number;
 }
 
 /** A run as the store keeps it. */
@@ -37,10 +66,17 @@ export interface RunRecord {
   readonly endSeq: number | null;
   /** The instance that drives the run (or publishes its terminal event). */
   readonly ownerInstance: string;
-  /** The assistant's reply, for a completed run. */
+  /**
+   * The assistant's reply once the run ended: the whole reply of a completed run, the reply so
+   * far of a failed or cancelled one ("" when there was none); null while running.
+   */
   readonly reply: string | null;
   /** Why the run failed, for a failed run. */
   readonly error: RunError | null;
+  /** Tokens summed over the run's model calls; null while running or when never reported. */
+  readonly usage: Usage | null;
+  /** The finish reason of the run's last model call, when one was reported. */
+  readonly finishReason: string | null;
   readonly createdAt: string;
   readonly finishedAt: string | null;
 }
@@ -57,6 +93,12 @@ export interface BeginChatInput {
   readonly ownerInstance: string;
   /** How long the owner's lease lasts before another instance may end the run. */
   readonly leaseMs: number;
+  /**
+   * The user's runs in flight allowed at once, this one included; 0 for no limit. Counted
+   * over runs `running` whose lease has not lapsed, on every instance sharing the store.
+   * @default {0}
+   */
+  readonly maxActiveRuns?: number;
 }
 
 /**
@@ -73,13 +115,34 @@ export type BeginChatResult =
   }
   | { readonly kind: "idempotency_conflict" }
   | { readonly kind: "not_found" }
-  | { readonly kind: "thread_busy" };
+  | { readonly kind: "thread_busy" }
+  | { readonly kind: "too_many_runs" };
 
-/** How a run ended. */
+/**
+ * How a run ended. `reply` is the whole reply of a completed run and the reply so far of a
+ * failed or cancelled one ("" when none); `usage` is summed over the run's model calls and
+ * `finishReason` is the last call's, each stored when known.
+ */
 export type RunOutcome =
-  | { readonly status: "completed"; readonly reply: string }
-  | { readonly status: "failed"; readonly error: RunError }
-  | { readonly status: "cancelled" };
+  | {
+    readonly status: "completed";
+    readonly reply: string;
+    readonly usage?: Usage;
+    readonly finishReason?: string;
+  }
+  | {
+    readonly status: "failed";
+    readonly error: RunError;
+    readonly reply: string;
+    readonly usage?: Usage;
+    readonly finishReason?: string;
+  }
+  | {
+    readonly status: "cancelled";
+    readonly reply: string;
+    readonly usage?: Usage;
+    readonly finishReason?: string;
+  };
 
 /** One page of a listing; `nextCursor` is absent on the last page. */
 export interface Page<T> {
@@ -101,10 +164,13 @@ export interface ChatStore {
   readonly kind: "memory" | "postgres";
 
   /**
-   * Records a chat: checks the idempotency key (24 h), the thread's owner and that the thread
-   * has no run in flight, then stores the user's message, the run (status `running`, owned by
-   * `ownerInstance` with a lease) and the key, all or nothing.
+   * Records a chat: checks, in this order, the idempotency key (24 h: `duplicate` or
+   * `idempotency_conflict`), the thread's owner (`not_found`), that the thread has no run in
+   * flight (`thread_busy`) and the user's runs in flight against `maxActiveRuns`
+   * (`too_many_runs`); then stores the user's message, the run (status `running`, owned by
+   * `ownerInstance` with a lease) and the key, all or nothing. A refused chat stores nothing.
    *
+   * @throws {RangeError} When `maxActiveRuns` is not a non-negative integer.
    * @throws {DependencyUnavailableError} when the store cannot be reached (nothing stored).
    */
   beginChat(input: BeginChatInput): Promise<BeginChatResult>;
@@ -120,8 +186,12 @@ export interface ChatStore {
   recordRunStart(userId: string, runId: string, seq: number): Promise<void>;
 
   /**
-   * Ends a running run, storing the assistant's reply as a message when completed. Conditional:
-   * only a run still `running` changes, so of two racing callers exactly one gets true.
+   * Ends a running run: stores its status, reply, error, usage and finish reason, and the
+   * reply as the run's assistant message, whatever the status (its text may be ""). A usage
+   * count that is not a non-negative finite number is stored as 0 (rounded otherwise), so a
+   * bad report never keeps a run from ending. Conditional: only a run still `running`
+   * changes, so of two racing callers (the owner and the claimer of an orphan included)
+   * exactly one gets true.
    */
   finishRun(userId: string, runId: string, outcome: RunOutcome): Promise<boolean>;
 
@@ -136,7 +206,8 @@ export interface ChatStore {
 
   /**
    * The newest messages of the user's thread (or the page just older than `before`), oldest
-   * first within the page; null when the thread is not the user's.
+   * first within the page, each with its run's status (and, on the assistant message of a
+   * failed run, its error); null when the thread is not the user's.
    */
   listMessages(
     userId: string,
@@ -144,14 +215,50 @@ export interface ChatStore {
     page: PageRequest,
   ): Promise<Page<MessageRecord> | null>;
 
+  /**
+   * A model's context: the newest `limit` messages of the user's thread stored before the
+   * user's message of `beforeRunId` (that run's messages excluded), oldest first, as text with
+   * their run's status. Kept apart from {@link listMessages} so the orchestrator neither
+   * pages nor filters out its own run. Null when the thread is not the user's or the run is
+   * not one of the thread's.
+   *
+   * @throws {RangeError} When `limit` is not a non-negative integer.
+   */
+  threadHistory(
+    userId: string,
+    threadId: string,
+    options: HistoryRequest,
+  ): Promise<HistoryTurn[] | null>;
+
+  /**
+   * Renames the user's thread (and touches its `updatedAt`); the title is trimmed first.
+   *
+   * @returns The renamed thread, or null when it is not the user's.
+   * @throws {RangeError} When the trimmed title is empty or longer than
+   *   {@link MAX_THREAD_TITLE_LENGTH} characters.
+   */
+  renameThread(userId: string, threadId: string, title: string): Promise<ThreadRecord | null>;
+
+  /**
+   * Deletes the user's thread with its messages, runs and chat ids (a repeated chat id then
+   * starts afresh). A run still `running` goes too, so its owner's `finishRun` returns false:
+   * the caller cancels a run in flight first and purges the thread's events.
+   *
+   * @returns False when the thread is not the user's.
+   */
+  deleteThread(userId: string, threadId: string): Promise<boolean>;
+
   /** Extends the lease of the given runs owned by `ownerInstance`. */
   renewLeases(ownerInstance: string, runIds: readonly string[], leaseMs: number): Promise<void>;
 
   /**
-   * Takes over runs whose owner's lease expired: a run still `running` is ended `failed` with
-   * code `interrupted`; an ended run whose terminal event was never published is returned so
-   * the claimer publishes it. Each such run is returned to exactly one claimer, now owned by
-   * `claimer` with a fresh lease.
+   * Takes over runs whose owner's lease expired, each returned to exactly one claimer, now
+   * owned by `claimer` with a fresh lease. A run still `running` stays running: the claimer
+   * rebuilds its reply so far (from its `agent_delta` events) and ends it with `finishRun`
+   * (`failed`, {@link INTERRUPTED_ERROR}), which the late owner can no longer win once it
+   * has; should the claimer die first, its lease lapses and the run is claimed again. An
+   * ended run whose terminal event was never published is returned so the claimer publishes
+   * it. Oldest lease first.
    */
   claimOrphanedRuns(claimer: string, leaseMs: number, limit: number): Promise<RunRecord[]>;
 

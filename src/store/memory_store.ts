@@ -5,11 +5,13 @@
  * @module
  */
 import { type Clock, systemClock, type Timer } from "../_util/clock.ts";
-import type { RunStatus } from "../protocol/mod.ts";
+import type { RunStatus, Usage } from "../protocol/mod.ts";
 import type {
   BeginChatInput,
   BeginChatResult,
   ChatStore,
+  HistoryRequest,
+  HistoryTurn,
   MessageRecord,
   Page,
   PageRequest,
@@ -20,10 +22,12 @@ import type {
 } from "./chat_store.ts";
 import { checkLimit, decodeCursor, encodeCursor } from "./_cursor.ts";
 import {
+  checkCountArgument,
   checkPositive,
   DEFAULT_CHAT_ID_TTL_SECONDS,
-  INTERRUPTED_ERROR,
   isoTime,
+  renamedTitle,
+  storableUsage,
   threadTitle,
 } from "./_chat_rules.ts";
 
@@ -63,7 +67,8 @@ interface MessageState {
   readonly id: string;
   readonly role: "user" | "assistant";
   readonly text: string;
-  readonly runId: string;
+  /** Its run, whose status the message shows (a run is dropped only with its last message). */
+  readonly run: RunState;
   seq: number | null;
   readonly createdAt: number;
   readonly position: number;
@@ -71,7 +76,7 @@ interface MessageState {
 
 interface ThreadState {
   readonly id: string;
-  readonly title: string;
+  title: string;
   readonly createdAt: number;
   updatedAt: number;
   readonly position: number;
@@ -95,6 +100,8 @@ interface RunState {
   leaseUntil: number;
   reply: string | null;
   error: RunError | null;
+  usage: Usage | null;
+  finishReason: string | null;
   readonly createdAt: number;
   finishedAt: number | null;
 }
@@ -114,7 +121,7 @@ interface UserState {
 }
 
 /**
- * A {@link ChatStore} in process memory: the embedded default for development (SPEC §1).
+ * A {@link ChatStore} in process memory: the embedded default for development.
  * Every method decides synchronously before its promise settles, so each call is atomic.
  * Bounded: per-user threads, per-thread messages, and idle users are swept by a timer on the
  * injected clock, which {@link MemoryStore.close} cancels.
@@ -186,6 +193,11 @@ export class MemoryStore implements ChatStore {
   /** {@inheritDoc ChatStore.beginChat} */
   beginChat(input: BeginChatInput): Promise<BeginChatResult> {
     return settle(() => {
+      const maxActiveRuns = checkCountArgument(
+        "record chat",
+        "maxActiveRuns",
+        input.maxActiveRuns ?? 0,
+      );
       const now = this.#clock.now();
       const user = this.#user(input.userId, true);
       const key = user.keys.get(input.chatId);
@@ -204,10 +216,15 @@ export class MemoryStore implements ChatStore {
       }
 
       let thread: ThreadState;
+      const existing = input.threadId === undefined ? undefined : user.threads.get(input.threadId);
       if (input.threadId !== undefined) {
-        const existing = user.threads.get(input.threadId);
         if (existing === undefined) return { kind: "not_found" };
         if (existing.runningRunId !== null) return { kind: "thread_busy" };
+      }
+      if (maxActiveRuns > 0 && this.#activeRuns(user, now) >= maxActiveRuns) {
+        return { kind: "too_many_runs" };
+      }
+      if (existing !== undefined) {
         thread = existing;
         thread.updatedAt = now;
       } else {
@@ -239,6 +256,8 @@ export class MemoryStore implements ChatStore {
         leaseUntil: now + input.leaseMs,
         reply: null,
         error: null,
+        usage: null,
+        finishReason: null,
         createdAt: now,
         finishedAt: null,
       };
@@ -251,7 +270,7 @@ export class MemoryStore implements ChatStore {
         text: input.text,
         expiresAt: now + this.#chatIdTtlMs,
       });
-      this.#addMessage(user, thread, "user", input.text, run.id, now);
+      this.#addMessage(user, thread, "user", input.text, run, now);
       return { kind: "started", run: toRunRecord(run) };
     });
   }
@@ -269,7 +288,7 @@ export class MemoryStore implements ChatStore {
       }
       this.#dropRun(user, run);
       if (thread !== undefined) {
-        removeWhere(thread.messages, (m) => m.runId === runId);
+        removeWhere(thread.messages, (m) => m.run === run);
         thread.runIds.delete(runId);
         if (thread.runningRunId === runId) thread.runningRunId = null;
       }
@@ -293,16 +312,20 @@ export class MemoryStore implements ChatStore {
       const run = this.#ownRun(userId, runId);
       if (run === undefined || run.status !== "running") return false;
       const now = this.#clock.now();
-      this.#end(run, outcome.status, now, {
-        reply: outcome.status === "completed" ? outcome.reply : null,
-        error: outcome.status === "failed" ? { ...outcome.error } : null,
-      });
-      if (outcome.status === "completed") {
-        const user = this.#user(userId, true);
-        const thread = user.threads.get(run.threadId);
-        if (thread !== undefined) {
-          this.#addMessage(user, thread, "assistant", outcome.reply, run.id, now);
-        }
+      run.status = outcome.status;
+      run.reply = outcome.reply;
+      run.error = outcome.status === "failed"
+        ? { code: outcome.error.code, message: outcome.error.message }
+        : null;
+      run.usage = storableUsage(outcome.usage);
+      run.finishReason = outcome.finishReason ?? null;
+      run.finishedAt = now;
+      const user = this.#user(userId, true);
+      const thread = user.threads.get(run.threadId);
+      if (thread !== undefined) {
+        if (thread.runningRunId === run.id) thread.runningRunId = null;
+        thread.updatedAt = now;
+        this.#addMessage(user, thread, "assistant", outcome.reply, run, now);
       }
       return true;
     });
@@ -374,6 +397,51 @@ export class MemoryStore implements ChatStore {
     });
   }
 
+  /** {@inheritDoc ChatStore.threadHistory} */
+  threadHistory(
+    userId: string,
+    threadId: string,
+    options: HistoryRequest,
+  ): Promise<HistoryTurn[] | null> {
+    return settle(() => {
+      const limit = checkCountArgument("read thread history", "limit", options.limit);
+      const thread = this.#user(userId, false)?.threads.get(threadId);
+      if (thread === undefined) return null;
+      const end = thread.messages.findIndex((m) =>
+        m.run.id === options.beforeRunId && m.role === "user"
+      );
+      if (end === -1) return null;
+      return thread.messages.slice(Math.max(0, end - limit), end).map((m) => ({
+        role: m.role,
+        text: m.text,
+        runStatus: m.run.status,
+      }));
+    });
+  }
+
+  /** {@inheritDoc ChatStore.renameThread} */
+  renameThread(userId: string, threadId: string, title: string): Promise<ThreadRecord | null> {
+    return settle(() => {
+      const stored = renamedTitle(title);
+      const thread = this.#user(userId, false)?.threads.get(threadId);
+      if (thread === undefined) return null;
+      thread.title = stored;
+      thread.updatedAt = this.#clock.now();
+      return toThreadRecord(thread);
+    });
+  }
+
+  /** {@inheritDoc ChatStore.deleteThread} */
+  deleteThread(userId: string, threadId: string): Promise<boolean> {
+    return settle(() => {
+      const user = this.#user(userId, false);
+      const thread = user?.threads.get(threadId);
+      if (user === undefined || thread === undefined) return false;
+      this.#dropThread(user, thread);
+      return true;
+    });
+  }
+
   /** {@inheritDoc ChatStore.renewLeases} */
   renewLeases(ownerInstance: string, runIds: readonly string[], leaseMs: number): Promise<void> {
     return settle(() => {
@@ -394,9 +462,7 @@ export class MemoryStore implements ChatStore {
         .sort((a, b) => a.leaseUntil - b.leaseUntil)
         .slice(0, Math.max(0, limit));
       for (const run of orphans) {
-        if (run.status === "running") {
-          this.#end(run, "failed", now, { reply: null, error: { ...INTERRUPTED_ERROR } });
-        }
+        // A running one stays running: the claimer ends it with finishRun.
         run.ownerInstance = claimer;
         run.leaseUntil = now + leaseMs;
       }
@@ -443,25 +509,19 @@ export class MemoryStore implements ChatStore {
     return run;
   }
 
-  #end(
-    run: RunState,
-    status: Exclude<RunStatus, "running">,
-    now: number,
-    result: { reply: string | null; error: RunError | null },
-  ): void {
-    run.status = status;
-    run.reply = result.reply;
-    run.error = result.error;
-    run.finishedAt = now;
-    const thread = this.#users.get(run.userId)?.threads.get(run.threadId);
-    if (thread === undefined) return;
-    if (thread.runningRunId === run.id) thread.runningRunId = null;
-    thread.updatedAt = now;
+  /** The user's runs in flight whose lease has not lapsed at `now`. */
+  #activeRuns(user: UserState, now: number): number {
+    let count = 0;
+    for (const thread of user.threads.values()) {
+      const run = thread.runningRunId === null ? undefined : this.#runs.get(thread.runningRunId);
+      if (run !== undefined && run.leaseUntil > now) count++;
+    }
+    return count;
   }
 
   #setMessageSeq(run: RunState, role: "user" | "assistant", seq: number): void {
     const thread = this.#users.get(run.userId)?.threads.get(run.threadId);
-    const message = thread?.messages.find((m) => m.runId === run.id && m.role === role);
+    const message = thread?.messages.find((m) => m.run === run && m.role === role);
     if (message !== undefined) message.seq = seq;
   }
 
@@ -470,28 +530,24 @@ export class MemoryStore implements ChatStore {
     thread: ThreadState,
     role: "user" | "assistant",
     text: string,
-    runId: string,
+    run: RunState,
     now: number,
   ): void {
     thread.messages.push({
       id: crypto.randomUUID(),
       role,
       text,
-      runId,
+      run,
       seq: null,
       createdAt: now,
       position: ++this.#position,
     });
     while (thread.messages.length > this.#maxMessages) {
-      const dropped = thread.messages.shift()!;
-      const run = this.#runs.get(dropped.runId);
+      const { run: old } = thread.messages.shift()!;
       // A finished run with no message left is forgotten too, so runs stay bounded.
-      if (
-        run !== undefined && run.status !== "running" &&
-        !thread.messages.some((m) => m.runId === run.id)
-      ) {
-        this.#dropRun(user, run);
-        thread.runIds.delete(run.id);
+      if (old.status !== "running" && !thread.messages.some((m) => m.run === old)) {
+        this.#dropRun(user, old);
+        thread.runIds.delete(old.id);
       }
     }
   }
@@ -588,6 +644,8 @@ function toRunRecord(run: RunState): RunRecord {
     ownerInstance: run.ownerInstance,
     reply: run.reply,
     error: run.error === null ? null : { ...run.error },
+    usage: run.usage === null ? null : { ...run.usage },
+    finishReason: run.finishReason,
     createdAt: isoTime(run.createdAt),
     finishedAt: run.finishedAt === null ? null : isoTime(run.finishedAt),
   };
@@ -603,12 +661,16 @@ function toThreadRecord(thread: ThreadState): ThreadRecord {
 }
 
 function toMessageRecord(message: MessageState): MessageRecord {
-  return {
+  const { run } = message;
+  const record: MessageRecord = {
     id: message.id,
     role: message.role,
     text: message.text,
-    runId: message.runId,
+    runId: run.id,
     seq: message.seq,
     createdAt: isoTime(message.createdAt),
+    runStatus: run.status,
   };
+  if (message.role !== "assistant" || run.error === null) return record;
+  return { ...record, error: { code: run.error.code, message: run.error.message } };
 }

@@ -1,5 +1,5 @@
 /**
- * Schema migrations for the PostgreSQL store (SPEC §5): the SQL files in `./migrations/`,
+ * Schema migrations for the PostgreSQL store: the SQL files in `./migrations/`,
  * applied in name order, each in its own transaction that first takes a transaction-level
  * advisory lock, so instances starting together apply each file exactly once.
  *
@@ -14,7 +14,11 @@ import { isConnectionError, toStoreError } from "./_postgres_errors.ts";
  * The migration files, in the order they apply. A new file must be added here (a unit test
  * checks this list against the folder); names are never reused or renamed once released.
  */
-export const MIGRATION_FILES: readonly string[] = ["0001_init.sql", "0002_database_clock.sql"];
+export const MIGRATION_FILES: readonly string[] = [
+  "0001_init.sql",
+  "0002_database_clock.sql",
+  "0003_run_usage_and_limits.sql",
+];
 
 /** One migration: its file name (its identity in `schema_migrations`) and its SQL. */
 export interface Migration {

@@ -1,5 +1,5 @@
 /**
- * Stores: threads, messages, runs and chat idempotency keys (SPEC §2, §5).
+ * Stores: threads, messages, runs and chat idempotency keys.
  *
  * `PostgresStore` and the migrations are imported from `./postgres_store.ts` and
  * `./migrate.ts` directly, so that importing this module never loads postgres.js.

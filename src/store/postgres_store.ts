@@ -1,5 +1,5 @@
 /**
- * The PostgreSQL {@link ChatStore} (SPEC §5): threads, messages, runs and chat ids persist and
+ * The PostgreSQL {@link ChatStore}: threads, messages, runs and chat ids persist and
  * are shared by every instance.
  *
  * @module
@@ -13,6 +13,8 @@ import type {
   BeginChatInput,
   BeginChatResult,
   ChatStore,
+  HistoryRequest,
+  HistoryTurn,
   MessageRecord,
   Page,
   PageRequest,
@@ -22,9 +24,11 @@ import type {
 } from "./chat_store.ts";
 import { checkLimit, decodeCursor, encodeCursor } from "./_cursor.ts";
 import {
+  checkCountArgument,
   checkPositive,
   DEFAULT_CHAT_ID_TTL_SECONDS,
-  INTERRUPTED_ERROR,
+  renamedTitle,
+  storableUsage,
   threadTitle,
 } from "./_chat_rules.ts";
 import { migrate, type Migration, MigrationError } from "./migrate.ts";
@@ -37,7 +41,7 @@ export interface PostgresStoreOptions {
   /**
    * Paces the sweep of expired chat ids, and nothing else: every stored time (timestamps,
    * leases, chat id expiry) comes from the database's clock, so instances whose clocks
-   * disagree still agree on when a lease ends (SPEC §7).
+   * disagree still agree on when a lease ends.
    */
   readonly clock?: Clock;
   /** Where migrations and the first outage are logged. */
@@ -91,6 +95,9 @@ interface RunRow {
   reply: string | null;
   errorCode: string | null;
   errorMessage: string | null;
+  inputTokens: string | null;
+  outputTokens: string | null;
+  finishReason: string | null;
   createdAt: Date;
   finishedAt: Date | null;
 }
@@ -111,6 +118,10 @@ interface MessageRow {
   seq: string | null;
   position: string;
   createdAt: Date;
+  runStatus: RunStatus;
+  /** Set only on the assistant message of a failed run. */
+  errorCode: string | null;
+  errorMessage: string | null;
 }
 
 /** Carries a decided outcome out of `sql.begin`, rolling the transaction back. */
@@ -124,7 +135,8 @@ class Rollback {
 /**
  * A {@link ChatStore} on PostgreSQL.
  *
- * Construction never connects, so the server starts while PostgreSQL is down (SPEC §7).
+ * Construction never connects, so the server starts (and reports not ready) while PostgreSQL
+ * is down.
  * The first call that reaches PostgreSQL — normally the readiness probe's {@link ping} —
  * applies the migrations first (see `migrate.ts`); until both succeed every call rejects with
  * `DependencyUnavailableError`. A migration that fails for another reason (a SQL error) is
@@ -133,11 +145,13 @@ class Rollback {
  *
  * Races are decided by constraints, not by reading first: a unique key on
  * `chat_keys (user_id, chat_id)` and a partial unique index on `runs (thread_id) WHERE status
- * = 'running'`, both written with `ON CONFLICT`, the loser re-reading the winner's row.
+ * = 'running'`, both written with `ON CONFLICT`, the loser re-reading the winner's row. The
+ * one count, a user's runs in flight against `maxActiveRuns`, is taken under a per-user
+ * transaction-level advisory lock, so two instances cannot both see room for one more run.
  *
  * Time comes from the database, never from the instance: timestamps are the transaction's
  * `now()`, and leases and chat id expiry are written and compared on the database's clock,
- * so instances whose clocks disagree cannot end each other's healthy runs (SPEC §7). Order
+ * so instances whose clocks disagree cannot end each other's healthy runs. Order
  * comes from identity columns the database assigns, never from timestamps.
  *
  * @example Connect and record a chat
@@ -239,6 +253,7 @@ export class PostgresStore implements ChatStore {
 
   /** {@inheritDoc ChatStore.beginChat} */
   async beginChat(input: BeginChatInput): Promise<BeginChatResult> {
+    checkCountArgument("record chat", "maxActiveRuns", input.maxActiveRuns ?? 0);
     if (!isStorableId(input.userId) || !isStorableId(input.chatId)) {
       throw new RangeError(
         `Cannot record chat: "userId" and "chatId" must not contain NUL or unpaired surrogates`,
@@ -317,6 +332,20 @@ export class PostgresStore implements ChatStore {
           RETURNING *`;
         if (run === undefined) throw new Rollback({ kind: "thread_busy" });
 
+        const maxActiveRuns = input.maxActiveRuns ?? 0;
+        if (maxActiveRuns > 0) {
+          // One user's chats count one at a time, whichever instance they reach: the lock is
+          // held to commit, so the next count sees this run. Taken last, after every row
+          // lock of this chat, so its holder never waits for another chat's rows.
+          await tx`SELECT pg_advisory_xact_lock(${ACTIVE_RUNS_LOCK_CLASS}::int4, hashtext(${userId}))`;
+          // A lapsed lease is a dead owner's run: it does not count (the reaper ends it).
+          const [{ others }] = await tx<{ others: number }[]>`
+            SELECT count(*)::int AS others FROM runs
+            WHERE user_id = ${userId} AND status = 'running' AND id <> ${runId}
+              AND lease_until > statement_timestamp()`;
+          if (others >= maxActiveRuns) throw new Rollback({ kind: "too_many_runs" });
+        }
+
         await tx`
           INSERT INTO messages (id, thread_id, user_id, run_id, role, text, created_at)
           VALUES (${crypto.randomUUID()}, ${threadId}, ${userId}, ${runId}, 'user', ${text},
@@ -383,23 +412,29 @@ export class PostgresStore implements ChatStore {
   async finishRun(userId: string, runId: string, outcome: RunOutcome): Promise<boolean> {
     if (!isStorableId(userId, runId)) return false;
     return await this.#query(async (sql) => {
-      const reply = outcome.status === "completed" ? storableText(outcome.reply) : null;
+      const reply = storableText(outcome.reply);
       const error = outcome.status === "failed"
         ? { code: storableText(outcome.error.code), message: storableText(outcome.error.message) }
         : null;
+      const usage = storableUsage(outcome.usage);
+      const finishReason = outcome.finishReason === undefined
+        ? null
+        : storableText(outcome.finishReason);
       // One statement: the conditional update, the reply and the thread's touch commit together.
       const [row] = await sql<{ finished: string }[]>`
         WITH finished AS (
           UPDATE runs
           SET status = ${outcome.status}, reply = ${reply}, error_code = ${error?.code ?? null},
-              error_message = ${error?.message ?? null}, finished_at = now()
+              error_message = ${error?.message ?? null},
+              input_tokens = ${usage?.inputTokens ?? null}::bigint,
+              output_tokens = ${usage?.outputTokens ?? null}::bigint,
+              finish_reason = ${finishReason}, finished_at = now()
           WHERE id = ${runId} AND user_id = ${userId} AND status = 'running'
           RETURNING id, thread_id, user_id
         ), reply AS (
           INSERT INTO messages (id, thread_id, user_id, run_id, role, text, created_at)
-          SELECT ${crypto.randomUUID()}, thread_id, user_id, id, 'assistant', ${reply}::text,
-                 now()
-          FROM finished WHERE ${reply}::text IS NOT NULL
+          SELECT ${crypto.randomUUID()}, thread_id, user_id, id, 'assistant', ${reply}, now()
+          FROM finished
         ), touched AS (
           UPDATE threads SET updated_at = now()
           FROM finished WHERE threads.id = finished.thread_id
@@ -453,11 +488,17 @@ export class PostgresStore implements ChatStore {
       const [thread] = await sql`
         SELECT 1 FROM threads WHERE id = ${threadId} AND user_id = ${userId}`;
       if (thread === undefined) return null;
+      // The run is the message's own (same user): its status, and a failed run's error on
+      // the assistant's message.
       const rows = await sql<MessageRow[]>`
-        SELECT id, role, text, run_id, seq, position, created_at FROM messages
-        WHERE thread_id = ${threadId} AND user_id = ${userId}
-          ${before === null ? sql`` : sql`AND position < ${before.toString()}::bigint`}
-        ORDER BY position DESC
+        SELECT m.id, m.role, m.text, m.run_id, m.seq, m.position, m.created_at,
+               r.status AS run_status,
+               CASE WHEN m.role = 'assistant' THEN r.error_code END AS error_code,
+               CASE WHEN m.role = 'assistant' THEN r.error_message END AS error_message
+        FROM messages m JOIN runs r ON r.id = m.run_id AND r.user_id = m.user_id
+        WHERE m.thread_id = ${threadId} AND m.user_id = ${userId}
+          ${before === null ? sql`` : sql`AND m.position < ${before.toString()}::bigint`}
+        ORDER BY m.position DESC
         LIMIT ${page.limit + 1}`;
       const items = rows.slice(0, page.limit).reverse();
       const more = rows.length > page.limit;
@@ -465,6 +506,64 @@ export class PostgresStore implements ChatStore {
         items.map(toMessageRecord),
         more ? encodeCursor("m", items[0].position) : null,
       );
+    });
+  }
+
+  /** {@inheritDoc ChatStore.threadHistory} */
+  async threadHistory(
+    userId: string,
+    threadId: string,
+    options: HistoryRequest,
+  ): Promise<HistoryTurn[] | null> {
+    const limit = checkCountArgument("read thread history", "limit", options.limit);
+    if (!isStorableId(userId, threadId, options.beforeRunId)) return null;
+    return await this.#query(async (sql) => {
+      const [anchor] = await sql<{ position: string }[]>`
+        SELECT position FROM messages
+        WHERE run_id = ${options.beforeRunId} AND role = 'user'
+          AND thread_id = ${threadId} AND user_id = ${userId}`;
+      if (anchor === undefined) return null;
+      if (limit === 0) return [];
+      const rows = await sql<{ role: "user" | "assistant"; text: string; runStatus: RunStatus }[]>`
+        SELECT m.role, m.text, r.status AS run_status
+        FROM messages m JOIN runs r ON r.id = m.run_id AND r.user_id = m.user_id
+        WHERE m.thread_id = ${threadId} AND m.user_id = ${userId}
+          AND m.position < ${anchor.position}::bigint
+        ORDER BY m.position DESC
+        LIMIT ${limit}`;
+      return rows.reverse().map((row) => ({
+        role: row.role,
+        text: row.text,
+        runStatus: row.runStatus,
+      }));
+    });
+  }
+
+  /** {@inheritDoc ChatStore.renameThread} */
+  async renameThread(
+    userId: string,
+    threadId: string,
+    title: string,
+  ): Promise<ThreadRecord | null> {
+    const stored = storableText(renamedTitle(title));
+    if (!isStorableId(userId, threadId)) return null;
+    return await this.#query(async (sql) => {
+      const [row] = await sql<ThreadRow[]>`
+        UPDATE threads SET title = ${stored}, updated_at = now()
+        WHERE id = ${threadId} AND user_id = ${userId}
+        RETURNING id, title, position, created_at, updated_at`;
+      return row === undefined ? null : toThreadRecord(row);
+    });
+  }
+
+  /** {@inheritDoc ChatStore.deleteThread} */
+  async deleteThread(userId: string, threadId: string): Promise<boolean> {
+    if (!isStorableId(userId, threadId)) return false;
+    return await this.#query(async (sql) => {
+      // Cascades remove the thread's runs, messages and (through its runs) chat keys.
+      const deleted = await sql`
+        DELETE FROM threads WHERE id = ${threadId} AND user_id = ${userId}`;
+      return deleted.count > 0;
     });
   }
 
@@ -491,31 +590,20 @@ export class PostgresStore implements ChatStore {
       if (limit < 1) return [];
       // SKIP LOCKED: concurrent claimers take disjoint rows; a row another claimer updated
       // meanwhile is re-checked against the WHERE clause, so each run goes to one claimer.
-      const rows = await sql<RunRow[]>`
+      // Only ownership moves: a running run is ended by its claimer, with finishRun.
+      const rows = await sql<(RunRow & { lapsed: Date })[]>`
         WITH orphans AS (
-          SELECT id, status AS was FROM runs
+          SELECT id, lease_until AS lapsed FROM runs
           WHERE lease_until <= now() AND (status = 'running' OR end_seq IS NULL)
           ORDER BY lease_until
           LIMIT ${limit}
           FOR UPDATE SKIP LOCKED
-        ), claimed AS (
-          UPDATE runs r SET
-            status = CASE WHEN o.was = 'running' THEN 'failed' ELSE r.status END,
-            error_code = CASE WHEN o.was = 'running' THEN ${INTERRUPTED_ERROR.code}
-                         ELSE r.error_code END,
-            error_message = CASE WHEN o.was = 'running' THEN ${INTERRUPTED_ERROR.message}
-                            ELSE r.error_message END,
-            finished_at = CASE WHEN o.was = 'running' THEN now() ELSE r.finished_at END,
-            owner_instance = ${claimer},
-            lease_until = ${leaseUntil(sql, leaseMs)}
-          FROM orphans o
-          WHERE r.id = o.id
-          RETURNING r.*, o.was
-        ), touched AS (
-          UPDATE threads SET updated_at = now()
-          FROM claimed WHERE threads.id = claimed.thread_id AND claimed.was = 'running'
         )
-        SELECT * FROM claimed ORDER BY lease_until, id`;
+        UPDATE runs r SET owner_instance = ${claimer}, lease_until = ${leaseUntil(sql, leaseMs)}
+        FROM orphans o
+        WHERE r.id = o.id
+        RETURNING r.*, o.lapsed`;
+      rows.sort((a, b) => a.lapsed.getTime() - b.lapsed.getTime() || (a.id < b.id ? -1 : 1));
       await this.#sweepExpiredChatIds(sql);
       return rows.map(toRunRecord);
     });
@@ -608,6 +696,13 @@ export class PostgresStore implements ChatStore {
   }
 }
 
+/**
+ * The first key of the per-user advisory lock that counts runs in flight; the second is the
+ * user id's hash. Two-key advisory locks live apart from the one-key migration lock, and a
+ * hash shared by two users only makes their chats take turns.
+ */
+const ACTIVE_RUNS_LOCK_CLASS = 1_634_166_126; // "agen" read as a 32-bit integer
+
 /** Keys deleted per statement of a sweep. */
 const SWEEP_BATCH_SIZE = 1_000;
 
@@ -631,7 +726,7 @@ function millis(sql: postgres.ISql, ms: number): postgres.Fragment {
 /**
  * A lease that ends `ms` from now on the DATABASE's clock: every instance compares leases
  * with that one clock, so a skewed instance clock can neither shorten another's live lease
- * nor end its healthy run (SPEC §7). From the start of the statement that writes it rather
+ * nor end its healthy run. From the start of the statement that writes it rather
  * than of its transaction (`now()`), so a chat that waited on a lock earlier in its
  * transaction still gets its whole lease; one value for every row the statement writes.
  */
@@ -685,6 +780,11 @@ function toRunRecord(row: RunRow): RunRecord {
     ownerInstance: row.ownerInstance,
     reply: row.reply,
     error: row.errorCode === null ? null : { code: row.errorCode, message: row.errorMessage ?? "" },
+    usage: row.inputTokens === null && row.outputTokens === null ? null : {
+      inputTokens: Number(row.inputTokens ?? 0),
+      outputTokens: Number(row.outputTokens ?? 0),
+    },
+    finishReason: row.finishReason,
     createdAt: row.createdAt.toISOString(),
     finishedAt: row.finishedAt === null ? null : row.finishedAt.toISOString(),
   };
@@ -700,12 +800,15 @@ function toThreadRecord(row: ThreadRow): ThreadRecord {
 }
 
 function toMessageRecord(row: MessageRow): MessageRecord {
-  return {
+  const record: MessageRecord = {
     id: row.id,
     role: row.role,
     text: row.text,
     runId: row.runId,
     seq: toSeq(row.seq),
     createdAt: row.createdAt.toISOString(),
+    runStatus: row.runStatus,
   };
+  if (row.errorCode === null) return record;
+  return { ...record, error: { code: row.errorCode, message: row.errorMessage ?? "" } };
 }

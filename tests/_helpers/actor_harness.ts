@@ -6,8 +6,9 @@
  * @module
  */
 import { SignJWT } from "jose";
-import { DemoAgent } from "../../src/agent/demo_agent.ts";
-import { RunOrchestrator } from "../../src/agent/run_orchestrator.ts";
+import { createDemoTools, DemoAgent } from "../../src/agent/mod.ts";
+import { RunOrchestrator } from "../../src/runs/mod.ts";
+import { ToolRegistry } from "../../src/tools/mod.ts";
 import { JwtVerifier } from "../../src/auth/mod.ts";
 import { MemoryEngine } from "../../src/bus/memory_engine.ts";
 import type { EventEngine, NewEvent } from "../../src/bus/mod.ts";
@@ -137,6 +138,7 @@ export function actorHarness(options: HarnessOptions = {}) {
     store,
     engine,
     agent: new DemoAgent({ clock, stepDelayMs: 0 }),
+    tools: new ToolRegistry(createDemoTools({ clock })),
     clock,
     log: silentLogger,
     instanceId: "unit",

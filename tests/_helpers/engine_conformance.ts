@@ -10,10 +10,13 @@
  */
 import assert from "node:assert/strict";
 import type {
+  ApprovalDecision,
   EventEngine,
   EventListener,
+  NewApprovalRequest,
   NewEvent,
   PublishResult,
+  ResolveApprovalResult,
   UserEvent,
 } from "../../src/bus/event_engine.ts";
 import type { EventRetention } from "../../src/bus/event_retention.ts";
@@ -121,6 +124,55 @@ export async function withDeadline<T>(promise: Promise<T>, ms: number, what: str
     return await Promise.race([promise, timeout]);
   } finally {
     clearTimeout(timer);
+  }
+}
+
+/** An approval request of `runId` (thread `thread-<runId>`) for `toolCallId`. */
+export function approvalRequest(
+  runId: string,
+  toolCallId: string,
+  options: { readonly input?: NewApprovalRequest["data"]["input"] } = {},
+): NewApprovalRequest {
+  const { input = { path: "/tmp/x" } } = options;
+  return {
+    threadId: `thread-${runId}`,
+    runId,
+    data: { toolCallId, tool: "write_file", input },
+    ts: "2026-01-01T00:00:01.000Z",
+  };
+}
+
+/** A decision on `toolCallId` of `runId`; a user's approval unless `overrides` say otherwise. */
+export function decision(
+  runId: string,
+  toolCallId: string,
+  overrides: Partial<ApprovalDecision> = {},
+): ApprovalDecision {
+  return {
+    runId,
+    toolCallId,
+    approved: true,
+    by: "user",
+    ts: "2026-01-01T00:00:02.000Z",
+    ...overrides,
+  };
+}
+
+/**
+ * Resolves once the engine's clock has reached `isoTime` (the memory engine's by `clock`, the
+ * Redis engine's in real time), polling `engine.now()`; rejects after `timeoutMs` of real time.
+ */
+export async function untilEngineTime(
+  fixture: { readonly engine: EventEngine; readonly clock: ManualClock },
+  isoTime: string,
+): Promise<void> {
+  const { engine, clock } = fixture;
+  const timeoutMs = 10_000;
+  const target = Date.parse(isoTime);
+  if (clock.now() < target) clock.advance(target - clock.now());
+  const deadline = performance.now() + timeoutMs;
+  while ((await engine.now()) < target) {
+    if (performance.now() > deadline) throw new Error(`Timed out waiting for ${isoTime}`);
   }
 }
 
@@ -461,7 +513,8 @@ export function engineConformance(options: EngineConformanceOptions): void {
     async ({ engine }) => {
       const user = userId();
       await publishOk(engine, user, newEvent("r1", "agent_started"));
-      for (let i = 0; i < 11; i++) await publishOk(engine, user, newEvent("r1"));
+      for (let i = 0; i < 10; i++) await publishOk(engine, user, newEvent("r1"));
+      await publishOk(engine, user, newEvent("r1", "agent_completed")); // 12: nothing in flight
       const range = await engine.readAfter(user, 0);
       assert.equal(range.complete, false);
       assert.deepEqual(range.events.map((e) => e.seq), [8, 9, 10, 11, 12]);
@@ -470,9 +523,7 @@ export function engineConformance(options: EngineConformanceOptions): void {
       const { epoch } = await engine.catchUp(user);
       const refused = await engine.catchUp(user, { epoch, after: 6 });
       assert.equal(refused.resumed, false);
-      // Not resumed: the active run's retained events (its agent_started was evicted).
-      assert.deepEqual(refused.events.map((e) => e.seq), [8, 9, 10, 11, 12]);
-      assert.deepEqual(refused.activeRuns, [{ runId: "r1", threadId: "thread-r1", startSeq: 1 }]);
+      assert.deepEqual(refused.events, []); // no active run
       const resumed = await engine.catchUp(user, { epoch, after: 7 });
       assert.equal(resumed.resumed, true);
       assert.deepEqual(resumed.events.map((e) => e.seq), [8, 9, 10, 11, 12]);
@@ -484,20 +535,502 @@ export function engineConformance(options: EngineConformanceOptions): void {
     const user = userId();
     const sub = await engine.subscribe(user, () => {}); // keeps a memory log from being swept
     await publishOk(engine, user, newEvent("r1", "agent_started"));
-    await publishOk(engine, user, newEvent("r1"));
+    await publishOk(engine, user, newEvent("r1", "agent_completed"));
     clock.advance(30_000);
-    await publishOk(engine, user, newEvent("r1"));
+    await publishOk(engine, user, newEvent("r2"));
     clock.advance(35_000); // the first two are 65 s old, the third 35 s
     const range = await engine.readAfter(user, 0);
     assert.equal(range.complete, false);
     assert.deepEqual(range.events.map((e) => e.seq), [3]);
     const snapshot = await engine.catchUp(user);
     assert.equal(snapshot.seq, 3);
-    assert.deepEqual(snapshot.events.map((e) => e.seq), [3]);
-    assert.deepEqual(snapshot.activeRuns.map((r) => r.startSeq), [1]);
-    assert.equal((await publishOk(engine, user, newEvent("r1"))).seq, 4);
+    assert.deepEqual(snapshot.events, []);
+    assert.equal((await publishOk(engine, user, newEvent("r2"))).seq, 4);
     sub.unsubscribe();
   }, { count: 1000, seconds: 60 });
+
+  // ---- retention never drops an event of a run in flight ------------------------------------
+
+  test(
+    "publish() evicts by count only events older than the oldest active run's agent_started",
+    async ({ engine }) => {
+      const user = userId();
+      await publishOk(engine, user, newEvent("stray")); // 1
+      await publishOk(engine, user, newEvent("a", "agent_started")); // 2
+      for (let i = 0; i < 5; i++) await publishOk(engine, user, newEvent("a")); // 3..7
+      await publishOk(engine, user, newEvent("b", "agent_started")); // 8
+      for (let i = 0; i < 3; i++) await publishOk(engine, user, newEvent("b")); // 9..11
+      let range = await engine.readAfter(user, 0);
+      assert.equal(range.complete, false, "the event before every run went");
+      assertSeqRange(range.events.map((e) => e.seq), 2, 11);
+      const snapshot = await engine.catchUp(user);
+      assertSeqRange(snapshot.events.map((e) => e.seq), 2, 11);
+      assert.equal(snapshot.events[0].name, "agent_started");
+
+      await publishOk(engine, user, newEvent("a", "agent_completed")); // 12: b holds from 8
+      range = await engine.readAfter(user, 0);
+      assertSeqRange(range.events.map((e) => e.seq), 8, 12);
+      assert.equal((await engine.readAfter(user, 7)).complete, true);
+
+      await publishOk(engine, user, newEvent("b", "agent_completed")); // 13: nothing in flight
+      range = await engine.readAfter(user, 0);
+      assertSeqRange(range.events.map((e) => e.seq), 11, 13);
+    },
+    { count: 3, seconds: 3600 },
+  );
+
+  test(
+    "catchUp() rebuilds a run in flight from agent_started after many times the retention age and count",
+    async (fixture) => {
+      const { engine, clock } = fixture;
+      const user = userId();
+      const sub = await engine.subscribe(user, () => {});
+      await publishOk(engine, user, newEvent("done", "agent_started")); // 1
+      await publishOk(engine, user, newEvent("done", "agent_completed")); // 2
+      await publishOk(engine, user, newEvent("long", "agent_started")); // 3
+      for (let i = 0; i < 40; i++) {
+        clock.advance(20_000); // 800 s in all, the retention age is 60 s
+        await publishOk(engine, user, newEvent("long", "agent_delta", { text: `${i}` }));
+      }
+      const { epoch } = await engine.catchUp(user);
+      for (const reader of [engine, await fixture.peer()]) {
+        const snapshot = await reader.catchUp(user);
+        assert.deepEqual(snapshot.activeRuns.map((r) => [r.runId, r.startSeq]), [["long", 3]]);
+        assertSeqRange(snapshot.events.map((e) => e.seq), 3, 43);
+        assert.equal(snapshot.events[0].name, "agent_started");
+        const texts = snapshot.events.slice(1).map((e) => e.data.text);
+        assert.deepEqual(texts, Array.from({ length: 40 }, (_, i) => `${i}`));
+        const resumed = await reader.catchUp(user, { epoch, after: 2 });
+        assert.equal(resumed.resumed, true);
+        assert.equal((await reader.readAfter(user, 2)).complete, true);
+        assert.equal((await reader.catchUp(user, { epoch, after: 1 })).resumed, false);
+      }
+      clock.advance(61_000);
+      await publishOk(engine, user, newEvent("long", "agent_completed")); // 44
+      assert.deepEqual((await engine.readAfter(user, 0)).events.map((e) => e.seq), [44]);
+      sub.unsubscribe();
+    },
+    { count: 5, seconds: 60 },
+  );
+
+  // ---- purgeThread --------------------------------------------------------------------------
+
+  test("purgeThread() leaves the thread's events out of every read, on every instance", async (fixture) => {
+    const { engine } = fixture;
+    const user = userId();
+    await publishOk(engine, user, newEvent("a", "agent_started")); // 1, thread-a
+    await publishOk(engine, user, newEvent("b", "agent_started")); // 2, thread-b
+    await publishOk(engine, user, newEvent("a")); // 3
+    await publishOk(engine, user, newEvent("b")); // 4
+    await publishOk(engine, user, newEvent("a")); // 5
+    const { epoch } = await engine.catchUp(user);
+    await engine.purgeThread(user, "thread-a");
+    for (const reader of [engine, await fixture.peer()]) {
+      const range = await reader.readAfter(user, 0);
+      assert.deepEqual(range, {
+        epoch,
+        seq: 5,
+        complete: true,
+        events: [{ seq: 2, ...newEvent("b", "agent_started") }, { seq: 4, ...newEvent("b") }],
+      });
+      assert.deepEqual(await reader.readAfter(user, 4), {
+        epoch,
+        seq: 5,
+        events: [],
+        complete: true,
+      });
+      const fresh = await reader.catchUp(user);
+      assert.deepEqual(fresh.activeRuns, [{ runId: "b", threadId: "thread-b", startSeq: 2 }]);
+      assert.deepEqual(fresh.events.map((e) => e.seq), [2, 4]);
+      const resumed = await reader.catchUp(user, { epoch, after: 0 });
+      assert.equal(resumed.resumed, true);
+      assert.deepEqual(resumed.events.map((e) => e.seq), [2, 4]);
+      const fromThree = await reader.catchUp(user, { epoch, after: 3 });
+      assert.deepEqual([fromThree.resumed, fromThree.seq], [true, 5]);
+      assert.deepEqual(fromThree.events.map((e) => e.seq), [4]);
+    }
+  });
+
+  test("purgeThread() refuses the thread's later events and keeps the seqs of the others", async (fixture) => {
+    const { engine } = fixture;
+    const user = userId();
+    const recorder = new EventRecorder();
+    const sub = await engine.subscribe(user, recorder.listener);
+    await publishOk(engine, user, newEvent("a", "agent_started")); // 1
+    await publishOk(engine, user, newEvent("b", "agent_started")); // 2
+    await engine.purgeThread(user, "thread-a");
+    const peer = await fixture.peer();
+    for (const name of ["agent_delta", "agent_completed", "agent_started"]) {
+      assert.deepEqual(await peer.publish(user, newEvent("a", name)), {
+        published: false,
+        reason: "thread_purged",
+      });
+    }
+    assert.deepEqual(
+      await engine.publish(user, { ...newEvent("c", "agent_started"), threadId: "thread-a" }),
+      { published: false, reason: "thread_purged" },
+      "a new run on the purged thread",
+    );
+    assert.equal((await publishOk(peer, user, newEvent("b"))).seq, 3);
+    await engine.purgeThread(user, "thread-a"); // again: nothing changes
+    await engine.purgeThread(user, "thread-never-used");
+    assert.equal((await publishOk(engine, user, newEvent("b", "agent_completed"))).seq, 4);
+    await recorder.waitForSeq(4);
+    assert.deepEqual(recorder.seqs, [1, 2, 3, 4]);
+    assert.deepEqual((await engine.catchUp(user)).activeRuns, []);
+    assert.deepEqual(
+      (await engine.readAfter(user, 0)).events.map((e) => e.seq),
+      [2, 3, 4],
+    );
+    sub.unsubscribe();
+  });
+
+  test("purgeThread() touches only the user it names", async ({ engine }) => {
+    const alice = userId("alice");
+    const bob = userId("bob");
+    await publishOk(engine, alice, newEvent("a", "agent_started"));
+    await publishOk(engine, bob, newEvent("a", "agent_started"));
+    await engine.purgeThread(alice, "thread-a");
+    assert.deepEqual((await engine.readAfter(alice, 0)).events, []);
+    assert.deepEqual((await engine.readAfter(bob, 0)).events.map((e) => e.seq), [1]);
+    assert.equal((await publishOk(engine, bob, newEvent("a"))).seq, 2);
+  });
+
+  test(
+    "purgeThread() is forgotten once the thread's events aged out and the retention age passed",
+    async ({ engine, clock }) => {
+      const user = userId();
+      const sub = await engine.subscribe(user, () => {});
+      await publishOk(engine, user, newEvent("a", "agent_started")); // 1
+      await publishOk(engine, user, newEvent("a")); // 2
+      await engine.purgeThread(user, "thread-a");
+      clock.advance(61_000);
+      await publishOk(engine, user, newEvent("b", "agent_started")); // 3: drops 1 and 2
+      const range = await engine.readAfter(user, 0);
+      assert.deepEqual([range.complete, range.events.map((e) => e.seq)], [false, [3]]);
+      // The purge is forgotten: a thread id is never reused, but the log stays small.
+      assert.equal((await publishOk(engine, user, newEvent("a"))).seq, 4);
+      sub.unsubscribe();
+    },
+    { count: 1000, seconds: 60 },
+  );
+
+  test(
+    "purgeThread() is remembered while a run in flight holds the thread's events",
+    async ({ engine, clock }) => {
+      const user = userId();
+      const sub = await engine.subscribe(user, () => {});
+      await publishOk(engine, user, newEvent("b", "agent_started")); // 1: holds 1 and later
+      await publishOk(engine, user, newEvent("a", "agent_started")); // 2
+      await engine.purgeThread(user, "thread-a");
+      clock.advance(61_000);
+      await publishOk(engine, user, newEvent("b")); // 3
+      const range = await engine.readAfter(user, 0);
+      assert.deepEqual([range.complete, range.events.map((e) => e.seq)], [true, [1, 3]]);
+      assert.deepEqual(await engine.publish(user, newEvent("a")), {
+        published: false,
+        reason: "thread_purged",
+      });
+      sub.unsubscribe();
+    },
+    { count: 1000, seconds: 60 },
+  );
+
+  // ---- approvals ----------------------------------------------------------------------------
+
+  test("now() gives the engine's clock, the same on every instance", async (fixture) => {
+    const { engine, clock } = fixture;
+    const first = await engine.now();
+    assert.ok(Number.isSafeInteger(first));
+    clock.advance(1_000);
+    const second = await (await fixture.peer()).now();
+    assert.ok(second >= first, `${second} after ${first}`);
+    assert.ok(second - first < 60_000);
+  });
+
+  test("requestApproval() publishes the request with expiresAt from the engine's clock and records it", async (fixture) => {
+    const { engine } = fixture;
+    const user = userId();
+    const recorder = new EventRecorder();
+    const sub = await engine.subscribe(user, recorder.listener);
+    await publishOk(engine, user, newEvent("r1", "agent_started"));
+    // Input the log must carry unchanged: nesting, an empty object and array, unicode, a
+    // quote, a large integer and a float.
+    const input = {
+      path: '/tmp/"x"',
+      opts: { deep: [1, { e: {} }, []] },
+      n: 2 ** 53 - 1,
+      f: 0.1,
+      s: "ü😀",
+    };
+    const before = await engine.now();
+    const result = await engine.requestApproval(user, approvalRequest("r1", "tc1", { input }), {
+      timeoutMs: 60_000,
+    });
+    const after = await engine.now();
+    assert.ok(result.published);
+    const { expiresAt } = result.event.data as { expiresAt: string };
+    assert.equal(new Date(Date.parse(expiresAt)).toISOString(), expiresAt, "ISO 8601 UTC");
+    assert.ok(Date.parse(expiresAt) >= before + 60_000 && Date.parse(expiresAt) <= after + 60_000);
+    const expected: UserEvent = {
+      seq: 2,
+      threadId: "thread-r1",
+      runId: "r1",
+      name: "tool_approval_requested",
+      data: { toolCallId: "tc1", tool: "write_file", input, expiresAt },
+      ts: "2026-01-01T00:00:01.000Z",
+    };
+    assert.deepEqual(result.event, expected);
+    assert.deepEqual((await (await fixture.peer()).readAfter(user, 1)).events, [expected]);
+    await recorder.waitForSeq(2);
+    assert.deepEqual(recorder.received[1].event, expected);
+    const record = {
+      runId: "r1",
+      threadId: "thread-r1",
+      toolCallId: "tc1",
+      tool: "write_file",
+      expiresAt,
+      requestSeq: 2,
+    };
+    assert.deepEqual(await engine.approvalState(user, { runId: "r1", toolCallId: "tc1" }), record);
+    assert.deepEqual(await engine.pendingApprovals(user, "r1"), [record]);
+    assert.equal(await engine.approvalState(user, { runId: "r2", toolCallId: "tc1" }), undefined);
+    assert.equal(
+      await engine.approvalState(userId(), { runId: "r1", toolCallId: "tc1" }),
+      undefined,
+    );
+    sub.unsubscribe();
+  });
+
+  test("requestApproval() publishes nothing for a repeated tool call, an ended run or a purged thread", async (fixture) => {
+    const { engine } = fixture;
+    const user = userId();
+    await publishOk(engine, user, newEvent("r1", "agent_started"));
+    const first = await engine.requestApproval(user, approvalRequest("r1", "tc1"), {
+      timeoutMs: 1_000,
+    });
+    assert.ok(first.published);
+    const peer = await fixture.peer();
+    assert.deepEqual(
+      await peer.requestApproval(user, approvalRequest("r1", "tc1"), { timeoutMs: 1_000 }),
+      { published: false, reason: "already_requested" },
+    );
+    const end = await publishOk(engine, user, newEvent("r1", "agent_completed"));
+    assert.deepEqual(
+      await engine.requestApproval(user, approvalRequest("r1", "tc2"), { timeoutMs: 1_000 }),
+      { published: false, reason: "run_ended", endSeq: end.seq },
+    );
+    await publishOk(engine, user, newEvent("r2", "agent_started"));
+    await engine.purgeThread(user, "thread-r2");
+    assert.deepEqual(
+      await engine.requestApproval(user, approvalRequest("r2", "tc3"), { timeoutMs: 1_000 }),
+      { published: false, reason: "thread_purged" },
+    );
+    assert.equal((await engine.catchUp(user)).seq, 4);
+    for (const timeoutMs of [0, -1, 1.5, Number.NaN]) {
+      await assert.rejects(
+        engine.requestApproval(user, approvalRequest("r1", "tc4"), { timeoutMs }),
+        RangeError,
+      );
+    }
+  });
+
+  test("resolveApproval() lets the first decision win, publishes it once and reports the winner after", async (fixture) => {
+    const { engine } = fixture;
+    const user = userId();
+    await publishOk(engine, user, newEvent("r1", "agent_started"));
+    await engine.requestApproval(user, approvalRequest("r1", "tc1"), { timeoutMs: 60_000 });
+    const recorder = new EventRecorder();
+    const sub = await engine.subscribe(user, recorder.listener);
+    const peer = await fixture.peer();
+    const denied = decision("r1", "tc1", { approved: false, reason: "not that file" });
+    const won = await peer.resolveApproval(user, denied);
+    const expected: UserEvent = {
+      seq: 3,
+      threadId: "thread-r1",
+      runId: "r1",
+      name: "tool_approval_resolved",
+      data: {
+        toolCallId: "tc1",
+        tool: "write_file",
+        approved: false,
+        by: "user",
+        reason: "not that file",
+      },
+      ts: "2026-01-01T00:00:02.000Z",
+    };
+    assert.equal(won.outcome, "resolved");
+    assert.deepEqual(won.outcome === "resolved" && won.event, expected);
+    await recorder.waitForSeq(3);
+    assert.deepEqual(recorder.received.map((r) => r.event), [expected]);
+    const already: ResolveApprovalResult = {
+      outcome: "already",
+      approved: false,
+      by: "user",
+      reason: "not that file",
+    };
+    for (
+      const late of [
+        denied, // a repeat of the winning answer: the caller answers no error
+        decision("r1", "tc1"), // a different one: already_resolved
+        decision("r1", "tc1", { approved: false, by: "cancelled" }),
+      ]
+    ) {
+      assert.deepEqual(await engine.resolveApproval(user, late), already);
+    }
+    const record = await engine.approvalState(user, { runId: "r1", toolCallId: "tc1" });
+    assert.deepEqual(record?.decision, {
+      approved: false,
+      by: "user",
+      reason: "not that file",
+      seq: 3,
+    });
+    assert.deepEqual(await engine.pendingApprovals(user, "r1"), []);
+    assert.equal((await engine.catchUp(user)).seq, 3, "nothing else was published");
+    sub.unsubscribe();
+  });
+
+  test("resolveApproval() answers not_found for an unknown, foreign or purged request", async ({ engine }) => {
+    const user = userId();
+    await publishOk(engine, user, newEvent("r1", "agent_started"));
+    await engine.requestApproval(user, approvalRequest("r1", "tc1"), { timeoutMs: 60_000 });
+    const notFound = { outcome: "not_found" };
+    assert.deepEqual(await engine.resolveApproval(user, decision("r1", "tc2")), notFound);
+    assert.deepEqual(await engine.resolveApproval(user, decision("r2", "tc1")), notFound);
+    assert.deepEqual(await engine.resolveApproval(userId(), decision("r1", "tc1")), notFound);
+    await engine.purgeThread(user, "thread-r1");
+    assert.deepEqual(await engine.resolveApproval(user, decision("r1", "tc1")), notFound);
+    assert.equal(await engine.approvalState(user, { runId: "r1", toolCallId: "tc1" }), undefined);
+    assert.deepEqual(await engine.pendingApprovals(user, "r1"), []);
+    assert.equal((await engine.catchUp(user)).seq, 2);
+  });
+
+  test("resolveApproval() rejects approved:true from anyone but a user", async ({ engine }) => {
+    const user = userId();
+    await engine.requestApproval(user, approvalRequest("r1", "tc1"), { timeoutMs: 60_000 });
+    for (const by of ["timeout", "cancelled", "shutdown", "interrupted"] as const) {
+      await assert.rejects(engine.resolveApproval(user, decision("r1", "tc1", { by })), TypeError);
+    }
+    assert.equal(
+      (await engine.approvalState(user, { runId: "r1", toolCallId: "tc1" }))?.decision,
+      undefined,
+    );
+  });
+
+  test("resolveApproval() accepts a timeout only once the engine's clock reached expiresAt", async (fixture) => {
+    const { engine, clock } = fixture;
+    const user = userId();
+    await publishOk(engine, user, newEvent("r1", "agent_started"));
+    const long = await engine.requestApproval(user, approvalRequest("r1", "tc1"), {
+      timeoutMs: 3_600_000,
+    });
+    assert.ok(long.published);
+    const { expiresAt } = long.event.data as { expiresAt: string };
+    const timeout = decision("r1", "tc1", { approved: false, by: "timeout" });
+    assert.deepEqual(await (await fixture.peer()).resolveApproval(user, timeout), {
+      outcome: "not_expired",
+      expiresAt,
+    });
+    assert.equal((await engine.catchUp(user)).seq, 2);
+
+    const short = await engine.requestApproval(user, approvalRequest("r1", "tc2"), {
+      timeoutMs: 1,
+    });
+    assert.ok(short.published);
+    await untilEngineTime({ engine, clock }, (short.event.data as { expiresAt: string }).expiresAt);
+    const timedOut = await engine.resolveApproval(user, { ...timeout, toolCallId: "tc2" });
+    assert.equal(timedOut.outcome, "resolved");
+    assert.deepEqual(timedOut.outcome === "resolved" && timedOut.event.data, {
+      toolCallId: "tc2",
+      tool: "write_file",
+      approved: false,
+      by: "timeout",
+    });
+    // A user's answer after expiresAt still wins while no timeout was recorded.
+    const late = await engine.requestApproval(user, approvalRequest("r1", "tc3"), {
+      timeoutMs: 1,
+    });
+    assert.ok(late.published);
+    await untilEngineTime({ engine, clock }, (late.event.data as { expiresAt: string }).expiresAt);
+    assert.equal((await engine.resolveApproval(user, decision("r1", "tc3"))).outcome, "resolved");
+  });
+
+  test("pendingApprovals() lists a run's undecided requests, oldest first, so its end can resolve them", async (fixture) => {
+    const { engine } = fixture;
+    const user = userId();
+    await publishOk(engine, user, newEvent("a", "agent_started")); // 1
+    await publishOk(engine, user, newEvent("b", "agent_started")); // 2
+    for (const toolCallId of ["tc3", "tc1", "tc2"]) {
+      await engine.requestApproval(user, approvalRequest("a", toolCallId), { timeoutMs: 60_000 });
+    } // 3, 4, 5
+    await engine.requestApproval(user, approvalRequest("b", "tc9"), { timeoutMs: 60_000 }); // 6
+    await engine.resolveApproval(user, decision("a", "tc1")); // 7
+    const peer = await fixture.peer();
+    const pending = await peer.pendingApprovals(user, "a");
+    assert.deepEqual(pending.map((r) => [r.toolCallId, r.requestSeq]), [["tc3", 3], ["tc2", 5]]);
+    for (const record of pending) {
+      const cancelled = decision("a", record.toolCallId, { approved: false, by: "cancelled" });
+      assert.equal((await peer.resolveApproval(user, cancelled)).outcome, "resolved");
+    }
+    await publishOk(peer, user, newEvent("a", "agent_cancelled")); // 10
+    assert.deepEqual(await engine.pendingApprovals(user, "a"), []);
+    assert.deepEqual(await engine.resolveApproval(user, decision("a", "tc1")), {
+      outcome: "run_ended",
+    });
+    assert.deepEqual((await engine.pendingApprovals(user, "b")).map((r) => r.toolCallId), ["tc9"]);
+    const names = (await engine.readAfter(user, 6)).events.map((e) => [e.name, e.data.toolCallId]);
+    assert.deepEqual(names, [
+      ["tool_approval_resolved", "tc1"],
+      ["tool_approval_resolved", "tc3"],
+      ["tool_approval_resolved", "tc2"],
+      ["agent_cancelled", undefined],
+    ]);
+  });
+
+  test("resolveApproval() answers run_ended for a request left pending when the run ended", async ({ engine }) => {
+    const user = userId();
+    await publishOk(engine, user, newEvent("r1", "agent_started"));
+    await engine.requestApproval(user, approvalRequest("r1", "tc1"), { timeoutMs: 60_000 });
+    await publishOk(engine, user, newEvent("r1", "agent_failed"));
+    for (const by of ["user", "interrupted"] as const) {
+      const late = decision("r1", "tc1", { approved: false, by });
+      assert.deepEqual(await engine.resolveApproval(user, late), { outcome: "run_ended" });
+    }
+    assert.equal((await engine.catchUp(user)).seq, 3);
+  });
+
+  test("resolveApproval() gives exactly one winner among decisions racing from two instances", async (fixture) => {
+    const { engine } = fixture;
+    const peer = await fixture.peer();
+    const user = userId();
+    await publishOk(engine, user, newEvent("r1", "agent_started"));
+    for (let round = 0; round < 25; round++) {
+      const toolCallId = `tc${round}`;
+      await engine.requestApproval(user, approvalRequest("r1", toolCallId), { timeoutMs: 60_000 });
+      const racing = [
+        engine.resolveApproval(user, decision("r1", toolCallId)),
+        peer.resolveApproval(user, decision("r1", toolCallId, { approved: false })),
+        peer.resolveApproval(
+          user,
+          decision("r1", toolCallId, { approved: false, by: "cancelled" }),
+        ),
+      ];
+      const results = await Promise.all(racing);
+      const winners = results.filter((r) => r.outcome === "resolved");
+      assert.equal(winners.length, 1, `round ${round}: ${JSON.stringify(results)}`);
+      const data = winners[0].outcome === "resolved" ? winners[0].event.data : {};
+      for (const lost of results.filter((r) => r.outcome !== "resolved")) {
+        assert.deepEqual(lost, { outcome: "already", approved: data.approved, by: data.by });
+      }
+    }
+    const resolved = (await engine.readAfter(user, 0)).events.filter((e) =>
+      e.name === "tool_approval_resolved"
+    );
+    assert.deepEqual(
+      resolved.map((e) => e.data.toolCallId),
+      Array.from({ length: 25 }, (_, i) => `tc${i}`),
+    );
+  });
 
   // ---- connections --------------------------------------------------------------------------
 

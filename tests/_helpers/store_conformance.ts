@@ -1,12 +1,17 @@
 /**
  * The {@link ChatStore} contract as one suite, registered once per implementation so the
- * memory and PostgreSQL stores cannot drift apart (SPEC §2, §3, §5, §7).
+ * memory and PostgreSQL stores cannot drift apart.
  *
  * @module
  */
 import assert from "node:assert/strict";
 import { delay, systemClock } from "../../src/_util/clock.ts";
-import type { BeginChatResult, ChatStore, RunRecord } from "../../src/store/mod.ts";
+import {
+  type BeginChatResult,
+  type ChatStore,
+  INTERRUPTED_ERROR,
+  type RunRecord,
+} from "../../src/store/mod.ts";
 import type { ManualClock } from "./manual_clock.ts";
 
 /**
@@ -72,6 +77,8 @@ const SHORT_TTL_SECONDS = 1;
 const LONG_LEASE_MS = 30_000;
 /** A lease the lease tests wait out, polling. */
 const SHORT_LEASE_MS = 300;
+/** The renewal of the renewal test: long enough to claim in between, short enough to wait. */
+const RENEWED_LEASE_MS = 1_000;
 /** Between two polls of a condition, in the store's time. */
 const POLL_MS = 20;
 /** How long a condition may take to hold, in the store's time. */
@@ -135,6 +142,8 @@ export function registerChatStoreConformance(
     assert.equal(run.endSeq, null);
     assert.equal(run.reply, null);
     assert.equal(run.error, null);
+    assert.equal(run.usage, null);
+    assert.equal(run.finishReason, null);
     assert.equal(run.createdAt, now);
     assert.equal(run.finishedAt, null);
     assert.ok(run.id.length > 0 && run.threadId.length > 0);
@@ -153,6 +162,7 @@ export function registerChatStoreConformance(
       runId: run.id,
       seq: null,
       createdAt: now,
+      runStatus: "running",
     });
     assert.equal(messages?.nextCursor, undefined);
     assert.deepEqual(await store.getRun("alice", run.id), run);
@@ -168,7 +178,10 @@ export function registerChatStoreConformance(
 
   test("beginChat() starts a run on the user's existing thread and touches it", async ({ store, time }) => {
     const first = await chat(store, "alice", "c1");
-    assert.equal(await store.finishRun("alice", first.run.id, { status: "cancelled" }), true);
+    assert.equal(
+      await store.finishRun("alice", first.run.id, { status: "cancelled", reply: "" }),
+      true,
+    );
     const { finishedAt } = (await store.getRun("alice", first.run.id))!;
     await waitPast(time, finishedAt!); // so that the touch shows
     const [second, span] = await during(time, () =>
@@ -188,6 +201,7 @@ export function registerChatStoreConformance(
     const messages = await store.listMessages("alice", first.run.threadId, { limit: 10 });
     assert.deepEqual(messages?.items.map((m) => [m.role, m.text, m.runId]), [
       ["user", "hello", first.run.id],
+      ["assistant", "", first.run.id],
       ["user", "again", second.run.id],
     ]);
   });
@@ -222,7 +236,7 @@ export function registerChatStoreConformance(
 
   test("beginChat() treats a repeat without threadId as the same chat", async ({ store }) => {
     const first = await chat(store, "alice", "c1");
-    await store.finishRun("alice", first.run.id, { status: "cancelled" });
+    await store.finishRun("alice", first.run.id, { status: "cancelled", reply: "" });
     const second = await chat(store, "alice", "c2", { threadId: first.run.threadId });
     const repeat = await chat(store, "alice", "c2");
     assert.deepEqual(repeat, {
@@ -235,7 +249,7 @@ export function registerChatStoreConformance(
 
   test("beginChat() returns idempotency_conflict for other text or another thread", async ({ store }) => {
     const first = await chat(store, "alice", "c1");
-    await store.finishRun("alice", first.run.id, { status: "cancelled" });
+    await store.finishRun("alice", first.run.id, { status: "cancelled", reply: "" });
     const other = await chat(store, "alice", "c2");
     assert.deepEqual(await chat(store, "alice", "c1", { text: "other text" }), {
       kind: "idempotency_conflict",
@@ -291,7 +305,7 @@ export function registerChatStoreConformance(
 
   test("beginChat() returns not_found for a missing thread or another user's", async ({ store }) => {
     const bobs = await chat(store, "bob", "c1");
-    await store.finishRun("bob", bobs.run.id, { status: "cancelled" });
+    await store.finishRun("bob", bobs.run.id, { status: "cancelled", reply: "" });
     assert.deepEqual(await chat(store, "alice", "c1", { threadId: "missing" }), {
       kind: "not_found",
     });
@@ -303,7 +317,7 @@ export function registerChatStoreConformance(
     assert.equal(
       (await store.listMessages("bob", bobs.run.threadId, { limit: 10 }))?.items
         .length,
-      1,
+      2,
     );
   });
 
@@ -312,7 +326,7 @@ export function registerChatStoreConformance(
     const threadId = first.run.threadId;
     assert.deepEqual(await chat(store, "alice", "c2", { threadId }), { kind: "thread_busy" });
     // The refused id was not kept.
-    await store.finishRun("alice", first.run.id, { status: "failed", error: failure() });
+    await store.finishRun("alice", first.run.id, { status: "failed", error: failure(), reply: "" });
     const second = await chat(store, "alice", "c2", { threadId });
     assert.equal(second.kind, "started");
   });
@@ -338,7 +352,7 @@ export function registerChatStoreConformance(
 
   test("beginChat() starts exactly one run for concurrent chats on one thread", async ({ store }) => {
     const first = await chat(store, "alice", "c0");
-    await store.finishRun("alice", first.run.id, { status: "cancelled" });
+    await store.finishRun("alice", first.run.id, { status: "cancelled", reply: "" });
     const threadId = first.run.threadId;
     const results = await Promise.all(
       ["c1", "c2", "c3"].map((id) => chatResult(store, "alice", id, { threadId })),
@@ -348,6 +362,114 @@ export function registerChatStoreConformance(
       "thread_busy",
       "thread_busy",
     ]);
+  });
+
+  // beginChat: maxActiveRuns
+
+  test("beginChat() refuses too_many_runs at maxActiveRuns runs in flight and stores nothing", async ({ store, time }) => {
+    const limit = { maxActiveRuns: 2 };
+    const a = await chat(store, "alice", "c1", limit);
+    const idle = await chat(store, "alice", "c2", limit);
+    await store.finishRun("alice", idle.run.id, { status: "completed", reply: "r" });
+    const b = await chat(store, "alice", "c3", limit);
+    assert.equal(a.kind, "started");
+    assert.equal(b.kind, "started");
+    const before = await store.listThreads("alice", { limit: 10 });
+    await waitPast(time, before.items[0].updatedAt); // so that a touch would show
+    // On a new thread and on an idle one alike.
+    assert.deepEqual(await chatResult(store, "alice", "c4", limit), { kind: "too_many_runs" });
+    assert.deepEqual(
+      await chatResult(store, "alice", "c5", { ...limit, threadId: idle.run.threadId }),
+      { kind: "too_many_runs" },
+    );
+    assert.deepEqual(await store.listThreads("alice", { limit: 10 }), before);
+    assert.equal(
+      (await store.listMessages("alice", idle.run.threadId, { limit: 10 }))?.items.length,
+      2,
+    );
+    // Other users have their own count; a higher limit lets it through.
+    assert.equal((await chat(store, "bob", "c4", limit)).kind, "started");
+    assert.equal((await chatResult(store, "alice", "c6", { maxActiveRuns: 3 })).kind, "started");
+    // Once a run ends there is room again, and the refused ids were never kept.
+    await store.finishRun("alice", a.run.id, { status: "cancelled", reply: "" });
+    await store.finishRun("alice", b.run.id, { status: "cancelled", reply: "" });
+    const retried = await chat(store, "alice", "c5", { ...limit, threadId: idle.run.threadId });
+    assert.equal(retried.kind, "started");
+    assert.equal(retried.run.threadId, idle.run.threadId);
+  });
+
+  test("beginChat() checks duplicate, idempotency_conflict, not_found and thread_busy before too_many_runs", async ({ store }) => {
+    const limit = { maxActiveRuns: 1 };
+    const { run } = await chat(store, "alice", "c1", limit);
+    const other = await chat(store, "bob", "c1");
+    assert.deepEqual(await chatResult(store, "alice", "c1", limit), {
+      kind: "duplicate",
+      threadId: run.threadId,
+      runId: run.id,
+      status: "running",
+    });
+    assert.deepEqual(await chatResult(store, "alice", "c1", { ...limit, text: "other" }), {
+      kind: "idempotency_conflict",
+    });
+    assert.deepEqual(await chatResult(store, "alice", "c2", { ...limit, threadId: "missing" }), {
+      kind: "not_found",
+    });
+    assert.deepEqual(
+      await chatResult(store, "alice", "c2", { ...limit, threadId: other.run.threadId }),
+      { kind: "not_found" },
+    );
+    assert.deepEqual(await chatResult(store, "alice", "c2", { ...limit, threadId: run.threadId }), {
+      kind: "thread_busy",
+    });
+    assert.deepEqual(await chatResult(store, "alice", "c2", limit), { kind: "too_many_runs" });
+  });
+
+  test("beginChat() does not count a run whose lease lapsed towards maxActiveRuns", async ({ store, time }) => {
+    const stale = await chat(store, "alice", "c1", { leaseMs: SHORT_LEASE_MS });
+    const fresh = await eventually(
+      time,
+      "the stale run's lease to lapse",
+      () => chatResult(store, "alice", "c2", { maxActiveRuns: 1 }),
+      (result) => {
+        if (result.kind !== "started") assert.equal(result.kind, "too_many_runs");
+        return result.kind === "started";
+      },
+    ) as Started;
+    assert.ok(
+      Date.parse(fresh.run.createdAt) >= Date.parse(stale.run.createdAt) + SHORT_LEASE_MS,
+      "a run counted as lapsed before its lease ended",
+    );
+    assert.equal((await store.getRun("alice", stale.run.id))?.status, "running");
+    // The new run's lease has not lapsed: it counts.
+    assert.deepEqual(await chatResult(store, "alice", "c3", { maxActiveRuns: 1 }), {
+      kind: "too_many_runs",
+    });
+  });
+
+  test("beginChat() sets no limit when maxActiveRuns is 0 or absent", async ({ store }) => {
+    for (let i = 0; i < 6; i++) {
+      const options = i % 2 === 0 ? { maxActiveRuns: 0 } : {};
+      assert.equal((await chatResult(store, "alice", `c${i}`, options)).kind, "started");
+    }
+  });
+
+  test("beginChat() throws RangeError for a maxActiveRuns that is not a count", async ({ store }) => {
+    for (const maxActiveRuns of [-1, 1.5, Number.NaN, Number.POSITIVE_INFINITY]) {
+      await assert.rejects(() => chatResult(store, "alice", "c1", { maxActiveRuns }), RangeError);
+    }
+    assert.deepEqual(await store.listThreads("alice", { limit: 10 }), { items: [] });
+  });
+
+  test("beginChat() starts exactly maxActiveRuns of concurrent chats on new threads", async ({ store }) => {
+    const results = await Promise.all(
+      Array.from(
+        { length: 8 },
+        (_, i) => chatResult(store, "alice", `c${i}`, { maxActiveRuns: 3 }),
+      ),
+    );
+    assert.equal(results.filter((r) => r.kind === "started").length, 3);
+    assert.equal(results.filter((r) => r.kind === "too_many_runs").length, 5);
+    assert.equal((await store.listThreads("alice", { limit: 10 })).items.length, 3);
   });
 
   // abandonChat
@@ -399,19 +521,28 @@ export function registerChatStoreConformance(
     const { run } = await chat(store, "alice", "c1");
     await store.recordRunStart("alice", run.id, 1);
     await waitPast(time, run.createdAt);
+    const usage = { inputTokens: 1_200, outputTokens: 345 };
     const [finished, span] = await during(
       time,
-      () => store.finishRun("alice", run.id, { status: "completed", reply: "the reply" }),
+      () =>
+        store.finishRun("alice", run.id, {
+          status: "completed",
+          reply: "the reply",
+          usage,
+          finishReason: "stop",
+        }),
     );
     assert.equal(finished, true);
     assert.equal(
-      await store.finishRun("alice", run.id, { status: "failed", error: failure() }),
+      await store.finishRun("alice", run.id, { status: "failed", error: failure(), reply: "" }),
       false,
     );
     const stored = await store.getRun("alice", run.id);
     assert.equal(stored?.status, "completed");
     assert.equal(stored?.reply, "the reply");
     assert.equal(stored?.error, null);
+    assert.deepEqual(stored?.usage, usage);
+    assert.equal(stored?.finishReason, "stop");
     const finishedAt = stored!.finishedAt!;
     assertWithin(finishedAt, span, "finishedAt");
     assert.ok(finishedAt > run.createdAt);
@@ -420,40 +551,125 @@ export function registerChatStoreConformance(
     assert.equal(thread.updatedAt, finishedAt);
     const messages = await store.listMessages("alice", run.threadId, { limit: 10 });
     assert.deepEqual(
-      messages?.items.map((m) => ({ role: m.role, text: m.text, runId: m.runId, seq: m.seq })),
+      messages?.items.map((m) => ({ ...m, id: "", createdAt: "" })),
       [
-        { role: "user", text: "hello", runId: run.id, seq: 1 },
-        { role: "assistant", text: "the reply", runId: run.id, seq: null },
+        {
+          id: "",
+          role: "user",
+          text: "hello",
+          runId: run.id,
+          seq: 1,
+          createdAt: "",
+          runStatus: "completed",
+        },
+        {
+          id: "",
+          role: "assistant",
+          text: "the reply",
+          runId: run.id,
+          seq: null,
+          createdAt: "",
+          runStatus: "completed",
+        },
       ],
     );
     assert.equal(messages?.items[1].createdAt, finishedAt);
   });
 
-  test("finishRun() records a failure or a cancellation without a message", async ({ store }) => {
+  test("finishRun() stores a failed or cancelled run's reply so far as its message", async ({ store }) => {
     const a = await chat(store, "alice", "c1");
     const b = await chat(store, "alice", "c2");
+    const c = await chat(store, "alice", "c3");
+    const usage = { inputTokens: 10, outputTokens: 4 };
     assert.equal(
-      await store.finishRun("alice", a.run.id, { status: "failed", error: failure() }),
+      await store.finishRun("alice", a.run.id, {
+        status: "failed",
+        error: failure(),
+        reply: "Half an ans",
+        usage,
+        finishReason: "tool-calls",
+      }),
       true,
     );
-    assert.equal(await store.finishRun("alice", b.run.id, { status: "cancelled" }), true);
+    assert.equal(
+      await store.finishRun("alice", b.run.id, { status: "cancelled", reply: "Stopped he" }),
+      true,
+    );
+    assert.equal(
+      await store.finishRun("alice", c.run.id, { status: "failed", error: failure(), reply: "" }),
+      true,
+    );
     const failed = await store.getRun("alice", a.run.id);
     assert.equal(failed?.status, "failed");
     assert.deepEqual(failed?.error, failure());
-    assert.equal(failed?.reply, null);
+    assert.equal(failed?.reply, "Half an ans");
+    assert.deepEqual(failed?.usage, usage);
+    assert.equal(failed?.finishReason, "tool-calls");
     const cancelled = await store.getRun("alice", b.run.id);
     assert.equal(cancelled?.status, "cancelled");
     assert.equal(cancelled?.error, null);
-    for (const run of [a.run, b.run]) {
-      const messages = await store.listMessages("alice", run.threadId, { limit: 10 });
-      assert.deepEqual(messages?.items.map((m) => m.role), ["user"]);
-    }
+    assert.equal(cancelled?.reply, "Stopped he");
+    assert.equal(cancelled?.usage, null);
+    assert.equal(cancelled?.finishReason, null);
+    const shown = async (run: RunRecord) =>
+      (await store.listMessages("alice", run.threadId, { limit: 10 }))?.items.map((m) => ({
+        role: m.role,
+        text: m.text,
+        runStatus: m.runStatus,
+        error: m.error,
+      }));
+    // The error rides on the assistant's message only.
+    assert.deepEqual(await shown(a.run), [
+      { role: "user", text: "hello", runStatus: "failed", error: undefined },
+      { role: "assistant", text: "Half an ans", runStatus: "failed", error: failure() },
+    ]);
+    assert.deepEqual(await shown(b.run), [
+      { role: "user", text: "hello", runStatus: "cancelled", error: undefined },
+      { role: "assistant", text: "Stopped he", runStatus: "cancelled", error: undefined },
+    ]);
+    // A run that left no text still has its (empty) assistant message.
+    assert.deepEqual(await shown(c.run), [
+      { role: "user", text: "hello", runStatus: "failed", error: undefined },
+      { role: "assistant", text: "", runStatus: "failed", error: failure() },
+    ]);
+    const messages = await store.listMessages("alice", a.run.threadId, { limit: 10 });
+    assert.equal("error" in messages!.items[0], false);
+  });
+
+  test("finishRun() stores bad usage counts as rounded or 0, and still ends the run", async ({ store }) => {
+    const { run } = await chat(store, "alice", "c1");
+    const usage = { inputTokens: 12.6, outputTokens: Number.NaN };
+    assert.equal(
+      await store.finishRun("alice", run.id, { status: "completed", reply: "r", usage }),
+      true,
+    );
+    assert.deepEqual((await store.getRun("alice", run.id))?.usage, {
+      inputTokens: 13,
+      outputTokens: 0,
+    });
+    const other = await chat(store, "alice", "c2");
+    const negative = { inputTokens: -5, outputTokens: Number.POSITIVE_INFINITY };
+    assert.equal(
+      await store.finishRun("alice", other.run.id, {
+        status: "cancelled",
+        reply: "",
+        usage: negative,
+      }),
+      true,
+    );
+    assert.deepEqual((await store.getRun("alice", other.run.id))?.usage, {
+      inputTokens: 0,
+      outputTokens: 0,
+    });
   });
 
   test("finishRun() returns false for another user's run or a missing one", async ({ store }) => {
     const { run } = await chat(store, "alice", "c1");
-    assert.equal(await store.finishRun("bob", run.id, { status: "cancelled" }), false);
-    assert.equal(await store.finishRun("alice", "missing", { status: "cancelled" }), false);
+    assert.equal(await store.finishRun("bob", run.id, { status: "cancelled", reply: "" }), false);
+    assert.equal(
+      await store.finishRun("alice", "missing", { status: "cancelled", reply: "" }),
+      false,
+    );
     assert.equal((await store.getRun("alice", run.id))?.status, "running");
   });
 
@@ -461,7 +677,7 @@ export function registerChatStoreConformance(
     const { run } = await chat(store, "alice", "c1");
     const results = await Promise.all([
       store.finishRun("alice", run.id, { status: "completed", reply: "a" }),
-      store.finishRun("alice", run.id, { status: "cancelled" }),
+      store.finishRun("alice", run.id, { status: "cancelled", reply: "" }),
       store.finishRun("alice", run.id, { status: "completed", reply: "b" }),
     ]);
     assert.equal(results.filter(Boolean).length, 1);
@@ -589,38 +805,204 @@ export function registerChatStoreConformance(
     }
   });
 
+  // threadHistory
+
+  test("threadHistory() returns the newest turns before a run, oldest first, with their status", async ({ store }) => {
+    const first = await chat(store, "alice", "c1", { text: "q1" });
+    const threadId = first.run.threadId;
+    await store.finishRun("alice", first.run.id, { status: "completed", reply: "a1" });
+    const second = await chat(store, "alice", "c2", { threadId, text: "q2" });
+    await store.finishRun("alice", second.run.id, {
+      status: "failed",
+      error: failure(),
+      reply: "a2 so f",
+    });
+    const third = await chat(store, "alice", "c3", { threadId, text: "q3" });
+    await store.finishRun("alice", third.run.id, { status: "cancelled", reply: "" });
+    const current = await chat(store, "alice", "c4", { threadId, text: "q4" });
+    await chat(store, "alice", "c5", { text: "another thread" });
+
+    const request = { beforeRunId: current.run.id, limit: 20 };
+    assert.deepEqual(await store.threadHistory("alice", threadId, request), [
+      { role: "user", text: "q1", runStatus: "completed" },
+      { role: "assistant", text: "a1", runStatus: "completed" },
+      { role: "user", text: "q2", runStatus: "failed" },
+      { role: "assistant", text: "a2 so f", runStatus: "failed" },
+      { role: "user", text: "q3", runStatus: "cancelled" },
+      { role: "assistant", text: "", runStatus: "cancelled" },
+    ]);
+    assert.deepEqual(await store.threadHistory("alice", threadId, { ...request, limit: 3 }), [
+      { role: "assistant", text: "a2 so f", runStatus: "failed" },
+      { role: "user", text: "q3", runStatus: "cancelled" },
+      { role: "assistant", text: "", runStatus: "cancelled" },
+    ]);
+    assert.deepEqual(await store.threadHistory("alice", threadId, { ...request, limit: 0 }), []);
+    // Before an earlier run: only what came before it.
+    assert.deepEqual(
+      await store.threadHistory("alice", threadId, { beforeRunId: second.run.id, limit: 20 }),
+      [
+        { role: "user", text: "q1", runStatus: "completed" },
+        { role: "assistant", text: "a1", runStatus: "completed" },
+      ],
+    );
+    assert.deepEqual(
+      await store.threadHistory("alice", threadId, { beforeRunId: first.run.id, limit: 20 }),
+      [],
+    );
+  });
+
+  test("threadHistory() returns null for another user's thread or a run not of the thread", async ({ store }) => {
+    const { run } = await chat(store, "alice", "c1");
+    const elsewhere = await chat(store, "alice", "c2");
+    const request = { beforeRunId: run.id, limit: 10 };
+    assert.equal(await store.threadHistory("bob", run.threadId, request), null);
+    assert.equal(await store.threadHistory("alice", "missing", request), null);
+    assert.equal(
+      await store.threadHistory("alice", run.threadId, {
+        beforeRunId: elsewhere.run.id,
+        limit: 10,
+      }),
+      null,
+    );
+    assert.equal(
+      await store.threadHistory("alice", run.threadId, { beforeRunId: "missing", limit: 10 }),
+      null,
+    );
+    for (const limit of [-1, 2.5]) {
+      await assert.rejects(
+        () => store.threadHistory("alice", run.threadId, { beforeRunId: run.id, limit }),
+        RangeError,
+      );
+    }
+  });
+
+  // renameThread
+
+  test("renameThread() stores the trimmed title, touches the thread and returns it", async ({ store, time }) => {
+    const { run } = await chat(store, "alice", "c1", { text: "first words" });
+    await waitPast(time, run.createdAt);
+    const [renamed, span] = await during(
+      time,
+      () => store.renameThread("alice", run.threadId, "  Trip plans \n"),
+    );
+    assert.ok(renamed !== null);
+    assert.equal(renamed.id, run.threadId);
+    assert.equal(renamed.title, "Trip plans");
+    assert.equal(renamed.createdAt, run.createdAt);
+    assertWithin(renamed.updatedAt, span, "updatedAt");
+    assert.deepEqual((await store.listThreads("alice", { limit: 10 })).items, [renamed]);
+    // 200 characters are counted as code points.
+    const longest = "😀".repeat(200);
+    assert.equal((await store.renameThread("alice", run.threadId, longest))?.title, longest);
+  });
+
+  test("renameThread() returns null for another user's thread and rejects a bad title", async ({ store }) => {
+    const { run } = await chat(store, "alice", "c1", { text: "mine" });
+    assert.equal(await store.renameThread("bob", run.threadId, "theirs"), null);
+    assert.equal(await store.renameThread("alice", "missing", "theirs"), null);
+    for (const title of ["", "   \n", "x".repeat(201), `${"😀".repeat(200)}x`]) {
+      await assert.rejects(() => store.renameThread("alice", run.threadId, title), RangeError);
+    }
+    assert.equal((await store.listThreads("alice", { limit: 1 })).items[0].title, "mine");
+  });
+
+  // deleteThread
+
+  test("deleteThread() removes the thread, its messages, runs and chat ids", async ({ store }) => {
+    const first = await chat(store, "alice", "c1");
+    const threadId = first.run.threadId;
+    await store.finishRun("alice", first.run.id, { status: "completed", reply: "r" });
+    const second = await chat(store, "alice", "c2", { threadId, text: "again" });
+    const kept = await chat(store, "alice", "c3");
+    const bobs = await chat(store, "bob", "c1");
+
+    assert.equal(await store.deleteThread("bob", threadId), false);
+    assert.equal(await store.deleteThread("alice", threadId), true);
+    assert.equal(await store.listMessages("alice", threadId, { limit: 10 }), null);
+    assert.equal(await store.getRun("alice", first.run.id), null);
+    assert.equal(await store.getRun("alice", second.run.id), null);
+    assert.deepEqual((await store.listThreads("alice", { limit: 10 })).items.map((t) => t.id), [
+      kept.run.threadId,
+    ]);
+    // Its running run went too: its owner can no longer end it.
+    assert.equal(
+      await store.finishRun("alice", second.run.id, { status: "cancelled", reply: "" }),
+      false,
+    );
+    // Its chat ids are free again; the other thread's is not.
+    const repeat = await chat(store, "alice", "c1");
+    assert.equal(repeat.kind, "started");
+    assert.notEqual(repeat.run.threadId, threadId);
+    assert.equal((await chatResult(store, "alice", "c3")).kind, "duplicate");
+    assert.equal(await store.deleteThread("alice", threadId), false);
+    assert.equal((await store.getRun("bob", bobs.run.id))?.status, "running");
+  });
+
+  test("deleteThread() frees the places of its runs in flight", async ({ store }) => {
+    const { run } = await chat(store, "alice", "c1", { maxActiveRuns: 1 });
+    assert.deepEqual(await chatResult(store, "alice", "c2", { maxActiveRuns: 1 }), {
+      kind: "too_many_runs",
+    });
+    assert.equal(await store.deleteThread("alice", run.threadId), true);
+    assert.equal((await chatResult(store, "alice", "c2", { maxActiveRuns: 1 })).kind, "started");
+  });
+
   // renewLeases and claimOrphanedRuns
 
-  test("claimOrphanedRuns() fails a running run whose lease expired, exactly once", async ({ store, time }) => {
+  test("claimOrphanedRuns() hands a running run whose lease lapsed to one claimer, still running", async ({ store, time }) => {
     const live = await chat(store, "bob", "c1"); // a long lease: never claimed here
     const { run } = await chat(store, "alice", "c1", { leaseMs: SHORT_LEASE_MS });
     await store.recordRunStart("alice", run.id, 1);
+    const [early, earlySpan] = await during(
+      time,
+      () => store.claimOrphanedRuns("instance-b", LONG_LEASE_MS, 10),
+    );
+    if (earlySpan.to < Date.parse(run.createdAt) + SHORT_LEASE_MS) assert.deepEqual(early, []);
     const [claimed, span] = await during(time, () => claimWhenDue(store, time, "instance-b"));
-    assert.equal(claimed.length, 1);
-    const { finishedAt } = claimed[0];
-    assert.deepEqual(claimed[0], {
-      ...run,
-      status: "failed",
-      startSeq: 1,
-      ownerInstance: "instance-b",
-      error: { code: "interrupted", message: "The instance running this run stopped" },
-      finishedAt,
-    });
-    assertWithin(finishedAt!, span, "finishedAt");
-    assertNotBefore(finishedAt!, run.createdAt, SHORT_LEASE_MS);
+    // Claimed no sooner than the lease ended.
+    assertNotBefore(isoOf(span.to), run.createdAt, SHORT_LEASE_MS);
+    // Only its owner changed: the claimer ends it, with the reply it rebuilds.
+    assert.deepEqual(claimed, [{ ...run, startSeq: 1, ownerInstance: "instance-b" }]);
     assert.deepEqual(await store.getRun("alice", run.id), claimed[0]);
-    const [thread] = (await store.listThreads("alice", { limit: 1 })).items;
-    assert.equal(thread.updatedAt, finishedAt);
-    // The claimer now holds a fresh lease.
+    // The claimer now holds a fresh lease; the thread stays busy until the run ends.
     assert.deepEqual(await store.claimOrphanedRuns("instance-c", LONG_LEASE_MS, 10), []);
-    // Its owner can no longer finish it.
-    assert.equal(await store.finishRun("alice", run.id, { status: "cancelled" }), false);
-    // The thread is free again.
+    assert.deepEqual(await chat(store, "alice", "c2", { threadId: run.threadId }), {
+      kind: "thread_busy",
+    });
+
+    const ended = { status: "failed", error: INTERRUPTED_ERROR, reply: "So far" } as const;
+    assert.equal(await store.finishRun("alice", run.id, ended), true);
+    // The late owner cannot end it a second time.
+    assert.equal(await store.finishRun("alice", run.id, { status: "cancelled", reply: "" }), false);
+    const stored = await store.getRun("alice", run.id);
+    assert.equal(stored?.status, "failed");
+    assert.deepEqual(stored?.error, {
+      code: "interrupted",
+      message: "The instance running this run stopped",
+    });
+    assert.equal(stored?.reply, "So far");
+    const messages = await store.listMessages("alice", run.threadId, { limit: 10 });
+    assert.deepEqual(messages?.items.map((m) => [m.role, m.text, m.runStatus]), [
+      ["user", "hello", "failed"],
+      ["assistant", "So far", "failed"],
+    ]);
     assert.equal(
       (await chat(store, "alice", "c2", { threadId: run.threadId })).kind,
       "started",
     );
     assert.equal((await store.getRun("bob", live.run.id))?.status, "running");
+  });
+
+  test("claimOrphanedRuns() claims a run again when its claimer died before ending it", async ({ store, time }) => {
+    const { run } = await chat(store, "alice", "c1", { leaseMs: SHORT_LEASE_MS });
+    const first = await claimWhenDue(store, time, "instance-b", SHORT_LEASE_MS);
+    assert.deepEqual(first.map((r) => [r.id, r.status, r.ownerInstance]), [
+      [run.id, "running", "instance-b"],
+    ]);
+    const second = await claimWhenDue(store, time, "instance-c");
+    assert.deepEqual(second.map((r) => [r.id, r.status, r.ownerInstance]), [
+      [run.id, "running", "instance-c"],
+    ]);
   });
 
   test("claimOrphanedRuns() returns an ended run whose terminal event was never published", async ({ store, time }) => {
@@ -656,13 +1038,20 @@ export function registerChatStoreConformance(
 
   test("renewLeases() restarts a lease from the time of renewal", async ({ store, time }) => {
     const { run } = await chat(store, "alice", "c1");
-    const [, span] = await during(
+    // Past the end a lease counted from the chat would have.
+    await waitPast(time, new Date(Date.parse(run.createdAt) + RENEWED_LEASE_MS).toISOString());
+    const [, renewal] = await during(
       time,
-      () => store.renewLeases(OWNER, [run.id], SHORT_LEASE_MS),
+      () => store.renewLeases(OWNER, [run.id], RENEWED_LEASE_MS),
     );
-    const [claimed] = await claimWhenDue(store, time, "instance-b");
+    const [early, earlySpan] = await during(
+      time,
+      () => store.claimOrphanedRuns("instance-b", LONG_LEASE_MS, 10),
+    );
+    if (earlySpan.to < renewal.from + RENEWED_LEASE_MS) assert.deepEqual(early, []);
+    const [[claimed], span] = await during(time, () => claimWhenDue(store, time, "instance-b"));
     assert.equal(claimed.id, run.id);
-    assertNotBefore(claimed.finishedAt!, new Date(span.from).toISOString(), SHORT_LEASE_MS);
+    assertNotBefore(isoOf(span.to), isoOf(renewal.from), RENEWED_LEASE_MS);
   });
 
   test("claimOrphanedRuns() claims at most limit runs per call", async ({ store, time }) => {
@@ -708,6 +1097,8 @@ interface ChatOptions {
   text?: string;
   /** @default {LONG_LEASE_MS} */
   leaseMs?: number;
+  /** Absent: the store's default (no limit). */
+  maxActiveRuns?: number;
 }
 
 async function chat(
@@ -734,6 +1125,7 @@ function chatResult(
     ...(options.threadId === undefined ? {} : { threadId: options.threadId }),
     ownerInstance: OWNER,
     leaseMs: options.leaseMs ?? LONG_LEASE_MS,
+    ...(options.maxActiveRuns === undefined ? {} : { maxActiveRuns: options.maxActiveRuns }),
   });
 }
 
@@ -764,6 +1156,11 @@ function assertWithin(iso: string, span: Span, what: string): void {
       new Date(span.from).toISOString()
     } before the call and ${new Date(span.to).toISOString()} after it`,
   );
+}
+
+/** Epoch milliseconds as ISO 8601 UTC. */
+function isoOf(ms: number): string {
+  return new Date(ms).toISOString();
 }
 
 /** Asserts that `iso` is at least `ms` after `since` (a lease or a TTL was not cut short). */

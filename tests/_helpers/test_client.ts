@@ -11,6 +11,7 @@ import type {
   ResumePosition,
   ServerFrame,
 } from "../../src/protocol/mod.ts";
+import { RaceObserved } from "./race_observed.ts";
 
 /** Options of {@link TestClient.open}. */
 export interface TestClientOptions {
@@ -32,6 +33,7 @@ export class TestClient {
   /** Resolves with the close event. */
   readonly closed: Promise<CloseEvent>;
   #read = 0;
+  #syncs = 0;
   #wake?: () => void;
   #closeEvent?: CloseEvent;
 
@@ -70,15 +72,51 @@ export class TestClient {
     this.socket.send(typeof frame === "string" ? frame : JSON.stringify(frame));
   }
 
-  /** Sends `hello` once open and resolves with `ready`. */
+  /**
+   * Sends `hello` once open and resolves with `ready`.
+   *
+   * @throws {RaceObserved} When another frame comes first (`event_before_ready` or
+   *   `frame_before_ready`).
+   */
   async hello(token?: string, resume?: ResumePosition): Promise<ReadyFrame> {
     await this.opened;
     this.send({ type: "hello", ...(token ? { token } : {}), ...(resume ? { resume } : {}) });
-    const ready = await this.next();
-    if (ready.type !== "ready") {
-      throw new AssertionError({ message: `expected ready, got ${JSON.stringify(ready)}` });
+    return await this.nextReady();
+  }
+
+  /**
+   * Reads the next frame and requires it to be `ready` (the handshake's first frame).
+   *
+   * @throws {RaceObserved} When another frame comes first (`event_before_ready` or
+   *   `frame_before_ready`).
+   */
+  async nextReady(timeoutMs = DEFAULT_WAIT_MS): Promise<ReadyFrame> {
+    const first = await this.next(timeoutMs);
+    if (first.type === "ready") return first;
+    throw new RaceObserved(
+      first.type === "event" ? "event_before_ready" : "frame_before_ready",
+      "client",
+      `the first frame was ${JSON.stringify(first)}`,
+    );
+  }
+
+  /**
+   * Sends a frame the server answers at once, without touching any service (a chat with no
+   * text: `invalid_field`, its id as `ref`), and resolves with every frame read before that
+   * answer. After `ready` frames are answered in order, so those are the answers to everything
+   * sent earlier, and the events delivered meanwhile: what a test checks, without waiting for
+   * a frame that may never come.
+   */
+  async sync(timeoutMs = DEFAULT_WAIT_MS): Promise<ServerFrame[]> {
+    const id = `sync-${++this.#syncs}`;
+    this.send({ type: "chat", id });
+    const deadline = Date.now() + timeoutMs;
+    const before: ServerFrame[] = [];
+    for (;;) {
+      const frame = await this.next(Math.max(1, deadline - Date.now()));
+      if (frame.type === "error" && frame.ref === id) return before;
+      before.push(frame);
     }
-    return ready;
   }
 
   /** The next frame not read yet. */

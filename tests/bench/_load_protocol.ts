@@ -11,6 +11,22 @@ import type { Summary } from "./_stats.ts";
 /** The server under load: agentsocket, or the bare `Deno.upgradeWebSocket` echo server. */
 export type Target = "agentsocket" | "bare";
 
+/**
+ * A process whose CPU time a load generator reads at the start and the end of its measured
+ * window (`/proc/<pid>/stat`, user + system). `tree` adds the CPU of its direct children, live
+ * and exited (the root's `cutime`/`cstime` hold those it has reaped): how a PostgreSQL server is
+ * measured, whose postmaster forks one backend per connection.
+ */
+export interface CpuProbe {
+  /** `server` (the process under test), `redis`, `postgres`. */
+  readonly name: string;
+  readonly pid: number;
+  readonly tree: boolean;
+}
+
+/** CPU used in the measured window, ms, by probe name (NaN when a process was not readable). */
+export type CpuByProbe = Record<string, number>;
+
 /** What every load mode is given. */
 export interface LoadCommon {
   readonly target: Target;
@@ -29,8 +45,8 @@ export interface LoadCommon {
 /** 1,000 (or `count`) connections opened at once, each with its own user's `hello`. */
 export interface BurstConfig extends LoadCommon {
   readonly mode: "burst";
-  /** The server process, whose CPU time is read around the burst. */
-  readonly serverPid: number;
+  /** The processes whose CPU time is read around the burst (the server's first). */
+  readonly probes: readonly CpuProbe[];
 }
 
 /**
@@ -39,7 +55,8 @@ export interface BurstConfig extends LoadCommon {
  */
 export interface DeliveryConfig extends LoadCommon {
   readonly mode: "delivery";
-  readonly serverPid: number;
+  /** The processes whose CPU time is read around the runs (the server's first). */
+  readonly probes: readonly CpuProbe[];
   /** Handshakes in flight while connecting. */
   readonly concurrency: number;
   /** Bare only: the sizes of the frames to push, one run's worth (taken from agentsocket). */
@@ -61,6 +78,25 @@ export interface ChurnConfig extends LoadCommon {
 /** Any load configuration. */
 export type LoadConfig = BurstConfig | DeliveryConfig | HoldConfig | ChurnConfig;
 
+/**
+ * What `socketio/socketio_load_client.mjs` (Node, socket.io-client) is given: the delivery
+ * workload against a Socket.IO server. `count` users connect (each with its own JWT in the
+ * handshake's `auth.token`), then each emits one `chat` and receives every `event` up to
+ * `agent_completed`. It answers a {@link DeliveryResult} (with `frameSizes` empty).
+ */
+export interface SocketIoDeliveryConfig {
+  readonly mode: "delivery";
+  /** `http://127.0.0.1:<port>`. */
+  readonly url: string;
+  readonly secret: string;
+  readonly userPrefix: string;
+  readonly firstUser: number;
+  readonly count: number;
+  readonly timeoutMs: number;
+  readonly concurrency: number;
+  readonly probes: readonly CpuProbe[];
+}
+
 /** Failures counted by reason (`close 4429`, `timeout`, `error`, …). */
 export type FailureCounts = Record<string, number>;
 
@@ -70,7 +106,11 @@ export interface BurstResult {
   readonly ok: number;
   readonly failed: number;
   readonly failures: FailureCounts;
-  /** Socket open → `ready` (agentsocket) or → first echo (bare). */
+  /**
+   * Socket open → `ready` (agentsocket) or → first echo (bare). Every failed or timed-out
+   * handshake counts as `timeoutMs`, the worst a client waits: with more than 1% failures p99
+   * is the time limit. The same holds for the two summaries below.
+   */
   readonly openToReady: Summary;
   /** `new WebSocket()` → socket open (TCP and HTTP upgrade). */
   readonly connectToOpen: Summary;
@@ -79,8 +119,8 @@ export interface BurstResult {
   /** First `new WebSocket()` → last `ready`. */
   readonly wallMs: number;
   readonly connectionsPerSecond: number;
-  /** Server CPU (user + system) over the burst. */
-  readonly serverCpuMs: number;
+  /** CPU of each probe (user + system) over the burst. */
+  readonly cpuMs: CpuByProbe;
   /** This load process's CPU over the burst. */
   readonly loadCpuMs: number;
 }
@@ -98,7 +138,8 @@ export interface DeliveryResult {
   readonly eventsPerSecond: number;
   /** Event `ts` (set when the server published it) → receipt here; ms resolution. */
   readonly latency: Summary;
-  readonly serverCpuMs: number;
+  /** CPU of each probe (user + system) from the first chat sent to the last event received. */
+  readonly cpuMs: CpuByProbe;
   readonly loadCpuMs: number;
   /** The sizes of one user's event frames, in order (given to the bare server's push). */
   readonly frameSizes: readonly number[];

@@ -1,8 +1,9 @@
 /**
  * The processes a benchmark run starts: bench servers (agentsocket through
- * `agentsocket_server.ts`, or `bare_server.ts`) and load generators (`load_client.ts`). Every
- * one is registered in {@link CHILDREN} so that the orchestrator can stop them all, even on
- * failure or Ctrl-C.
+ * `agentsocket_server.ts`, `bare_server.ts`, or any other command such as the Socket.IO server
+ * under Node) and load generators (`load_client.ts`, or another command speaking the same JSON
+ * lines). Every one is registered in {@link CHILDREN} so that the orchestrator can stop them all,
+ * even on failure or Ctrl-C.
  *
  * @module
  */
@@ -14,6 +15,7 @@ import type {
   LoadConfig,
   LoadMessage,
   LoadResult,
+  SocketIoDeliveryConfig,
   Target,
 } from "./_load_protocol.ts";
 import { BENCH_ROUTES, RELEASE } from "./_load_protocol.ts";
@@ -78,9 +80,15 @@ function baseEnv(): Record<string, string> {
   return env;
 }
 
-function spawn(args: string[], env: Record<string, string>, stdin: "piped" | "null") {
-  const child = new Deno.Command(Deno.execPath(), {
-    args,
+/** A program and its arguments. */
+export interface CommandLine {
+  readonly program: string;
+  readonly args: readonly string[];
+}
+
+function spawn(command: CommandLine, env: Record<string, string>, stdin: "piped" | "null") {
+  const child = new Deno.Command(command.program, {
+    args: [...command.args],
     env: { ...baseEnv(), ...env },
     clearEnv: true,
     stdin,
@@ -114,9 +122,21 @@ export interface BenchServerOptions {
   readonly cpuProfile?: { dir: string; name: string };
 }
 
+/**
+ * Options of {@link BenchServer.spawn}: a server that is not one of the Deno bench servers.
+ * It must listen on `PORT` (given in its environment) on 127.0.0.1 and answer
+ * `/health/ready` (200 once it serves) and `/__bench/stats` (a JSON object with at least
+ * `connections`).
+ */
+export interface SpawnServerOptions {
+  readonly command: CommandLine;
+  readonly env?: Record<string, string>;
+}
+
 /** A bench server process on 127.0.0.1. */
 export class BenchServer {
-  readonly target: Target;
+  /** `agentsocket`, `bare`, or the name given to {@link BenchServer.spawn}. */
+  readonly target: string;
   readonly port: number;
   readonly url: string;
   readonly wsUrl: string;
@@ -125,7 +145,7 @@ export class BenchServer {
   #pumps: Promise<void>[];
   #exited = false;
 
-  private constructor(target: Target, port: number, child: Deno.ChildProcess) {
+  private constructor(target: string, port: number, child: Deno.ChildProcess) {
     this.target = target;
     this.port = port;
     this.url = `http://127.0.0.1:${port}`;
@@ -135,9 +155,8 @@ export class BenchServer {
     this.#pumps = [tail(child.stdout, this.#logs), tail(child.stderr, this.#logs)];
   }
 
-  /** Starts a server and waits until `/health/ready` answers 200 (within 30 s). */
+  /** Starts a Deno bench server and waits until `/health/ready` answers 200 (within 30 s). */
   static async start(target: Target, options: BenchServerOptions = {}): Promise<BenchServer> {
-    const port = freePort();
     const args = ["run", "--allow-net", "--allow-env", "--allow-read", "--allow-sys=hostname"];
     if (options.exposeGc) args.push("--v8-flags=--expose-gc");
     if (options.cpuProfile) {
@@ -148,8 +167,17 @@ export class BenchServer {
       );
     }
     args.push(SERVER_SCRIPTS[target]);
-    const env = { HOST: "127.0.0.1", PORT: String(port), LOG_LEVEL: "warn", ...options.env };
-    const server = new BenchServer(target, port, spawn(args, env, "null"));
+    return await BenchServer.spawn(target, {
+      command: { program: Deno.execPath(), args },
+      env: { LOG_LEVEL: "warn", ...options.env },
+    });
+  }
+
+  /** Starts any server command on a free port and waits until it is ready (within 30 s). */
+  static async spawn(target: string, options: SpawnServerOptions): Promise<BenchServer> {
+    const port = freePort();
+    const env = { ...options.env, HOST: "127.0.0.1", PORT: String(port) };
+    const server = new BenchServer(target, port, spawn(options.command, env, "null"));
     const deadline = Date.now() + 30_000;
     while (Date.now() < deadline) {
       if (server.#exited) break;
@@ -287,7 +315,7 @@ export interface MemorySnapshot {
 
 /** One load generator process. */
 export class LoadProcess {
-  readonly config: LoadConfig;
+  readonly config: LoadConfig | SocketIoDeliveryConfig;
   #child: Deno.ChildProcess;
   #messages: LoadMessage[] = [];
   #wake?: () => void;
@@ -295,17 +323,22 @@ export class LoadProcess {
   #done: Promise<void>;
   #writer: WritableStreamDefaultWriter<Uint8Array>;
 
-  /** Starts a load process; it gives up (SIGKILL) after `killAfterMs`. */
-  constructor(config: LoadConfig, killAfterMs: number) {
+  /**
+   * Starts a load process; it gives up (SIGKILL) after `killAfterMs`.
+   *
+   * @param command Another load generator speaking the same JSON lines (the configuration is
+   *   appended as its last argument); `load_client.ts` under Deno by default.
+   */
+  constructor(
+    config: LoadConfig | SocketIoDeliveryConfig,
+    killAfterMs: number,
+    command?: CommandLine,
+  ) {
     this.config = config;
     // -A: Deno grants reads under /proc (CPU times) only with --allow-all.
+    const program = command ?? { program: Deno.execPath(), args: ["run", "-A", LOAD_SCRIPT] };
     this.#child = spawn(
-      [
-        "run",
-        "-A",
-        LOAD_SCRIPT,
-        JSON.stringify(config),
-      ],
+      { program: program.program, args: [...program.args, JSON.stringify(config)] },
       {},
       "piped",
     );
@@ -402,12 +435,13 @@ export class LoadProcess {
   }
 }
 
-/** Runs one load process to its result. */
+/** Runs one load process to its result (`command`: see {@link LoadProcess}). */
 export async function runLoad<T extends LoadResult>(
-  config: LoadConfig,
+  config: LoadConfig | SocketIoDeliveryConfig,
   killAfterMs: number,
+  command?: CommandLine,
 ): Promise<T> {
-  const load = new LoadProcess(config, killAfterMs);
+  const load = new LoadProcess(config, killAfterMs, command);
   try {
     return await load.result() as T;
   } finally {

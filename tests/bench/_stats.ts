@@ -25,9 +25,27 @@ export function percentile(sorted: readonly number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, rank - 1))];
 }
 
-/** Summarises a sample (copied, then sorted). */
-export function summarize(values: readonly number[]): Summary {
-  const sorted = Float64Array.from(values).sort();
+/** Options of {@link summarize}. */
+export interface SummarizeOptions {
+  /** Attempts that gave no value (failed, timed out): each counts as `worst`. */
+  readonly failures?: number;
+  /** The value a failure counts as (the time limit a client waited). */
+  readonly worst?: number;
+}
+
+/**
+ * Summarises a sample (copied, then sorted). Failures count as the worst value, so that a
+ * percentile says what that share of attempts got: with 2% failures, p99 is `worst`.
+ */
+export function summarize(values: readonly number[], options: SummarizeOptions = {}): Summary {
+  const failures = options.failures ?? 0;
+  if (failures > 0 && options.worst === undefined) {
+    throw new TypeError("summarize() needs the worst value to count failures");
+  }
+  const all = failures > 0
+    ? [...values, ...new Array<number>(failures).fill(options.worst!)]
+    : values;
+  const sorted = Float64Array.from(all).sort();
   const list = Array.from(sorted);
   let sum = 0;
   for (const v of list) sum += v;
@@ -38,6 +56,16 @@ export function summarize(values: readonly number[]): Summary {
     max: list.length > 0 ? list[list.length - 1] : NaN,
     mean: list.length > 0 ? sum / list.length : NaN,
   };
+}
+
+/**
+ * The items in the order of repeat `repeat`: rotated by one place per repeat, so that with two
+ * items the order alternates, and each item goes first equally often.
+ */
+export function rotation<T>(items: readonly T[], repeat: number): T[] {
+  if (items.length === 0) return [];
+  const shift = repeat % items.length;
+  return [...items.slice(shift), ...items.slice(0, shift)];
 }
 
 /** The median of the finite values (NaN when there is none). */

@@ -13,6 +13,7 @@ import {
   ClientClosedError,
   connect,
   FrameTooLargeError,
+  HistoryRequestError,
   RunFailedError,
   RunLostError,
 } from "../../src/client/mod.ts";
@@ -301,6 +302,35 @@ Deno.test("a chat over the frame limit is refused locally, and the connection st
   const run = client.chat("what is 6*7");
   assert.match(await within(run.reply, "the reply"), /42/);
   assert.equal(client.state, "ready");
+  await client.close();
+});
+
+Deno.test("the thread helpers list, open, rename and delete the caller's threads", async () => {
+  await using server = await InProcessServer.start();
+  const client = clientFor(server.wsUrl, { token: await server.token("petra") });
+  const run = client.chat("what is 6*7");
+  await within(run.reply, "the reply");
+  const threadId = run.threadId!;
+  const conversation = await client.openThread(threadId);
+  assert.deepEqual(conversation.turns.map((t) => [t.userText, t.status]), [[
+    "what is 6*7",
+    "completed",
+  ]]);
+  assert.match(conversation.turns[0].reply ?? "", /42/);
+  conversation.dispose();
+  const renamed = await client.renameThread(threadId, "Sums");
+  assert.equal(renamed.title, "Sums");
+  assert.deepEqual((await client.listThreads()).items.map((t) => [t.id, t.title]), [[
+    threadId,
+    "Sums",
+  ]]);
+  await client.deleteThread(threadId);
+  assert.deepEqual((await client.listThreads()).items, []);
+  assert.equal(await client.listMessages(threadId), null);
+  await assert.rejects(
+    () => client.renameThread(threadId, "gone"),
+    (error: HistoryRequestError) => error.status === 404,
+  );
   await client.close();
 });
 

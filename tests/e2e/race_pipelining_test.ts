@@ -1,23 +1,33 @@
 /**
  * Race suite 3 — pipelining: chat frames sent between `hello` and `ready` (the handshake
- * stretched by a slow token verification) are all answered after `ready`, in order.
+ * stretched by a slow token verification and a slow subscription) are all answered after
+ * `ready`, in order. A server that handles them before `ready` sends their answers too early;
+ * the detector refuses those sends and counts `frame_before_ready`, which is what the naive run
+ * must fail on.
  */
 import assert from "node:assert/strict";
 import { raceTest, signToken } from "../_helpers/race_suite.ts";
 import { TestClient } from "../_helpers/test_client.ts";
 
 raceTest("race suite 3: chats sent before ready are all answered, in order", async ({ start }) => {
-  const server = await start({ env: { TEST_DELAY_VERIFY_MS: "300" } });
+  // Verification and subscription both stretched: a naive server that waits only for the
+  // principal still handles the chats well before `ready`.
+  const server = await start({
+    env: { TEST_DELAY_VERIFY_MS: "300", TEST_DELAY_SUBSCRIBE_MS: "1000" },
+  });
   const client = TestClient.open(server.wsUrl);
   await client.opened;
   client.send({ type: "hello", token: await signToken("pipeliner") });
   const ids = Array.from({ length: 10 }, (_, i) => `pipe-${i}`);
   for (const id of ids) client.send({ type: "chat", id, text: `message ${id}` });
-  assert.equal((await client.next()).type, "ready");
-  const acks = [];
-  for (let i = 0; i < ids.length; i++) acks.push(await client.nextOf("ack"));
-  assert.deepEqual(acks.map((a) => a.id), ids);
+  await client.nextReady();
+  // Everything answered before a frame sent now: the ten chats' acks, in order.
+  const answered = await client.sync();
+  const acks = answered.filter((f) => f.type === "ack");
+  // An answer missing here was sent (and refused) before ready: the server names that race.
+  if (acks.length !== ids.length) await server.assertNoRaces();
+  assert.deepEqual(acks.map((a) => a.id), ids, "every chat acked after ready, in order");
   assert.equal(new Set(acks.map((a) => a.threadId)).size, ids.length, "each chat its own thread");
-  assert.equal(client.frames.filter((f) => f.type === "error").length, 0);
+  assert.deepEqual(answered.filter((f) => f.type === "error"), []);
   await client.close();
-}, ["queue_before_ready"]);
+}, { proves: [{ guards: ["queue_before_ready"], race: "frame_before_ready" }] });

@@ -3,20 +3,13 @@
  * the server side (the process killed and restarted); the client resumes with `{epoch, after}`
  * and receives the rest of the run with no gap and no duplicate, and a resent chat `id` starts
  * no second run. The catch-up read is stretched so that events arrive both live and in the
- * replay: a handler that does not merge by seq delivers them twice.
+ * replay: a handler that does not merge by seq delivers them twice, and its naive run must fail
+ * on `duplicate_seq`.
  */
 import assert from "node:assert/strict";
-import type { EventFrame } from "../../src/protocol/mod.ts";
+import { assertSeqs, seqRange } from "../_helpers/race_observed.ts";
 import { raceTest, signToken } from "../_helpers/race_suite.ts";
 import { TestClient } from "../_helpers/test_client.ts";
-
-function assertContiguous(events: EventFrame[], from: number): void {
-  assert.deepEqual(
-    events.map((e) => e.seq),
-    events.map((_, i) => from + i),
-    "a gap or a duplicate",
-  );
-}
 
 raceTest(
   "race suite 7a: a client-side cut mid-run, then resume: the rest, once",
@@ -40,7 +33,7 @@ raceTest(
     const resumed = await second.hello(token, { epoch: ready.epoch, after: 3 });
     assert.equal(resumed.resumed, true);
     const after = await second.eventsUntil((e) => e.name === "agent_completed");
-    assertContiguous([...before, ...after], 1);
+    assertSeqs([...before, ...after], seqRange(1, after.at(-1)!.seq), "the resumed client");
     assert.equal(after.filter((e) => e.name === "agent_completed").length, 1);
 
     // The client did not see an ack it was waiting for? It resends: the same run, not a second.
@@ -49,7 +42,7 @@ raceTest(
     assert.deepEqual([again.runId, again.duplicate], [ack.runId, true]);
     await second.close();
   },
-  ["dedupe_by_seq"],
+  { proves: [{ guards: ["dedupe_by_seq"], race: "duplicate_seq" }] },
 );
 
 raceTest(
@@ -72,7 +65,7 @@ raceTest(
     assert.equal(resumed.resumed, true, "the log lives in Redis: same epoch");
     // The dead instance's run is ended by the new one once its lease lapses.
     const after = await again.eventsUntil((e) => e.name === "agent_failed", 15_000);
-    assertContiguous([...before, ...after], 1);
+    assertSeqs([...before, ...after], seqRange(1, after.at(-1)!.seq), "the resumed client");
     assert.equal((after.at(-1)!.data.error as { code: string }).code, "interrupted");
     again.send({ type: "chat", id: "phx-1", text: "hello" });
     const duplicate = await again.nextOf("ack");

@@ -47,8 +47,8 @@ Deno.test("PostgreSQL + Redis: golden path, and history survives a restart", asy
   const before = await messages(first, token, ack.threadId);
   assert.deepEqual(before.map((m) => [m.role, m.seq]), [["user", 1], ["assistant", 5]]);
   await client.close();
-  await first.assertNoRaces();
   assert.equal((await first.stop("SIGTERM")).code, 0);
+  await first.assertNoRaces(); // up to its exit
 
   await using second = await startServer({ env: services.env, port: first.port });
   assert.deepEqual(await messages(second, token, ack.threadId), before);

@@ -4,12 +4,17 @@ import { RedisEngine } from "../../../src/bus/redis_engine.ts";
 import type { RedisEngineOptions } from "../../../src/bus/redis_engine.ts";
 import { DependencyUnavailableError } from "../../../src/_util/dependency_unavailable_error.ts";
 import { createLogger } from "../../../src/_util/log.ts";
+import { LUA_PRELUDE } from "../../../src/bus/_redis_scripts.ts";
+import type { ResolveApprovalResult } from "../../../src/bus/event_engine.ts";
 import {
+  approvalRequest,
   assertSeqRange,
+  decision,
   engineConformance,
   EventRecorder,
   newEvent,
   publishOk,
+  untilEngineTime,
   userId,
   withDeadline,
 } from "../../_helpers/engine_conformance.ts";
@@ -56,6 +61,11 @@ class EngineSet implements AsyncDisposable {
 function userKeys(prefix: string, user: string): { meta: string; log: string; runs: string } {
   const base = `${prefix}:{${encodeURIComponent(user)}}`;
   return { meta: `${base}:meta`, log: `${base}:log`, runs: `${base}:runs` };
+}
+
+/** The key of a run's approval records (see RedisEngine's module doc). */
+function approvalsKey(prefix: string, user: string, runId: string): string {
+  return `${prefix}:{${encodeURIComponent(user)}}:approvals:${runId}`;
 }
 
 async function withAdmin<T>(url: string, fn: (redis: Redis) => Promise<T>): Promise<T> {
@@ -173,6 +183,132 @@ Deno.test("RedisEngine.close() gives back the connections it counted", async () 
   assert.equal(await b.acquireConnection(user, "c2", 1), false);
   await a.close();
   assert.equal(await b.acquireConnection(user, "c2", 1), true);
+});
+
+Deno.test("RedisEngine.publish() keeps the log key while a run is in flight, then lets it expire by age", async () => {
+  await using prefix = createTestRedisPrefix();
+  await using set = new EngineSet(prefix.url, prefix.prefix, {
+    retention: { count: 1000, seconds: 60 },
+  });
+  const engine = await set.add();
+  const user = userId();
+  const keys = userKeys(prefix.prefix, user);
+  const ttls = () =>
+    withAdmin(
+      prefix.url,
+      (admin) =>
+        Promise.all([admin.pttl(keys.log), admin.pttl(approvalsKey(prefix.prefix, user, "r1"))]),
+    );
+  await publishOk(engine, user, newEvent("stray"));
+  assert.ok((await ttls())[0] <= 60_000, "no run in flight: the retention age");
+  await publishOk(engine, user, newEvent("r1", "agent_started"));
+  await engine.requestApproval(user, approvalRequest("r1", "tc1"), { timeoutMs: 1_000 });
+  let [log, approvals] = await ttls();
+  assert.ok(log > 3600_000, `the log outlives the retention age while r1 runs: ${log}`);
+  assert.ok(approvals > 3600_000, `so do its approval records: ${approvals}`);
+  await publishOk(engine, user, newEvent("r1", "agent_completed"));
+  [log, approvals] = await ttls();
+  assert.ok(log > 0 && log <= 60_000, `back to the retention age: ${log}`);
+  assert.ok(approvals > 0 && approvals <= 60_000, `the records, too: ${approvals}`);
+});
+
+Deno.test("RedisEngine.readAfter() leaves out a purged thread's entries written without a thread field", async () => {
+  await using prefix = createTestRedisPrefix();
+  await using set = new EngineSet(prefix.url, prefix.prefix);
+  const engine = await set.add();
+  const user = userId();
+  await publishOk(engine, user, newEvent("b", "agent_started")); // 1
+  const keys = userKeys(prefix.prefix, user);
+  // Seq 2 as an instance of the previous version wrote it: fields `t` and `e` only.
+  const { seq: _, ...legacy } = { seq: 2, ...newEvent("a", "agent_started") };
+  await withAdmin(prefix.url, async (admin) => {
+    await admin.hincrby(keys.meta, "seq", 1);
+    await admin.xadd(keys.log, "2-0", "t", Date.now(), "e", JSON.stringify(legacy));
+  });
+  await publishOk(engine, user, newEvent("b")); // 3
+  assert.deepEqual((await engine.readAfter(user, 0)).events.map((e) => e.seq), [1, 2, 3]);
+  await engine.purgeThread(user, "thread-a");
+  const range = await engine.readAfter(user, 0);
+  assert.deepEqual([range.complete, range.events.map((e) => e.seq)], [true, [1, 3]]);
+});
+
+Deno.test("RedisEngine scripts render the server's time as toISOString() does", async () => {
+  const script =
+    `${LUA_PRELUDE}\nlocal out = {}\nfor i = 1, #ARGV do out[i] = iso_time(tonumber(ARGV[i])) end\nreturn out`;
+  const samples = [0, 951_868_799_999, 951_868_800_000, 4_107_542_399_999, 4_107_542_400_000];
+  for (let i = 0; i < 500; i++) samples.push(Math.floor(Math.random() * 13_000_000_000_000));
+  const rendered = await withAdmin(
+    testRedisUrl(),
+    (admin) => admin.eval(script, 0, ...samples) as Promise<string[]>,
+  );
+  assert.deepEqual(rendered, samples.map((ms) => new Date(ms).toISOString()));
+});
+
+Deno.test("RedisEngine.resolveApproval() gives one winner when two instances decide at the same moment, 200 rounds", async () => {
+  await using prefix = createTestRedisPrefix();
+  await using set = new EngineSet(prefix.url, prefix.prefix);
+  const [a, b, watcher] = [await set.add(), await set.add(), await set.add()];
+  const user = userId();
+  const recorder = new EventRecorder();
+  const sub = await watcher.subscribe(user, recorder.listener);
+  await publishOk(a, user, newEvent("r1", "agent_started"));
+  const clock = new ManualClock(); // unused by Redis TIME; the helper advances it harmlessly
+  const wins = { a: 0, b: 0, timeout: 0 };
+  const rounds = 200;
+  for (let round = 0; round < rounds; round++) {
+    const toolCallId = `tc${round}`;
+    // Every other round, the request has expired and B's decision is the timeout's. The
+    // request comes from either instance.
+    const timeoutRound = round % 2 === 1;
+    const requested = await (round % 4 < 2 ? a : b).requestApproval(
+      user,
+      approvalRequest("r1", toolCallId),
+      { timeoutMs: timeoutRound ? 1 : 60_000 },
+    );
+    assert.ok(requested.published);
+    if (timeoutRound) {
+      await untilEngineTime(
+        { engine: a, clock },
+        (requested.event.data as { expiresAt: string }).expiresAt,
+      );
+    }
+    const fromA = decision("r1", toolCallId, { approved: true });
+    const fromB = timeoutRound
+      ? decision("r1", toolCallId, { approved: false, by: "timeout" })
+      : decision("r1", toolCallId, { approved: false, reason: "no" });
+    // Both are sent before either answer comes; which is sent first alternates by round.
+    const results: ResolveApprovalResult[] = round % 4 < 2
+      ? await Promise.all([a.resolveApproval(user, fromA), b.resolveApproval(user, fromB)])
+      : (await Promise.all([b.resolveApproval(user, fromB), a.resolveApproval(user, fromA)]))
+        .reverse();
+    const winners = results.filter((r) => r.outcome === "resolved");
+    assert.equal(winners.length, 1, `round ${round}: ${JSON.stringify(results)}`);
+    const winner = results[0].outcome === "resolved" ? fromA : fromB;
+    if (winner === fromA) wins.a++;
+    else if (timeoutRound) wins.timeout++;
+    else wins.b++;
+    const loser = results.find((r) => r.outcome !== "resolved");
+    const expected = { outcome: "already", approved: winner.approved, by: winner.by };
+    assert.deepEqual(
+      loser,
+      winner.reason === undefined ? expected : { ...expected, reason: winner.reason },
+      `round ${round}`,
+    );
+    const state = await b.approvalState(user, { runId: "r1", toolCallId });
+    assert.equal(state?.decision?.by, winner.by);
+    assert.equal(state?.decision?.approved, winner.approved);
+  }
+  const head = (await a.catchUp(user)).seq;
+  assert.equal(head, 1 + rounds * 2, "one request and one decision a round, nothing more");
+  await recorder.waitForSeq(head);
+  const resolved = recorder.received.filter((r) => r.event.name === "tool_approval_resolved");
+  assert.deepEqual(
+    resolved.map((r) => r.event.data.toolCallId),
+    Array.from({ length: rounds }, (_, i) => `tc${i}`),
+  );
+  // The race went every way: a user's answer on A, on B, and the timeout each won rounds.
+  assert.ok(wins.a > 0 && wins.b > 0 && wins.timeout > 0, JSON.stringify(wins));
+  sub.unsubscribe();
 });
 
 // ---- faults, on a redis-server of the test's own ------------------------------------------------

@@ -123,7 +123,14 @@ Deno.test("PostgresStore.ping() upgrades a database that has only 0001_init.sql"
   }
   await using store = new PostgresStore({ url: db.url });
   await store.ping();
-  assert.equal((await chat(store, "alice", "c1")).kind, "duplicate");
+  const repeat = await chat(store, "alice", "c1");
+  assert.equal(repeat.kind, "duplicate");
+  // A run stored before the upgrade takes a v3 ending.
+  const usage = { inputTokens: 7, outputTokens: 3 };
+  const ending = { status: "completed", reply: "r", usage, finishReason: "stop" } as const;
+  assert.equal(await store.finishRun("alice", repeat.runId, ending), true);
+  const run = await store.getRun("alice", repeat.runId);
+  assert.deepEqual([run?.usage, run?.finishReason], [usage, "stop"]);
   await using sql = admin(db.url);
   const rows = await sql`SELECT name FROM schema_migrations ORDER BY name`;
   assert.deepEqual(rows.map((r) => r.name), MIGRATION_FILES);
@@ -161,7 +168,7 @@ Deno.test("PostgresStore.connect() resolves with a migrated store", async () => 
   assert.equal((await chat(store, "alice", "c1")).kind, "started");
 });
 
-// Availability (SPEC §7)
+// Availability: down at start, lost mid-flight, back again
 
 Deno.test("PostgresStore.ping() fails while PostgreSQL is down and recovers when it is back", async () => {
   await using db = await createTestDatabase();
@@ -265,7 +272,7 @@ Deno.test("PostgresStore.beginChat() starts one run for 20 concurrent chats on o
   const { store } = fixture;
   const first = await chat(store, "alice", "c0");
   assert.equal(first.kind, "started");
-  await store.finishRun("alice", first.run.id, { status: "cancelled" });
+  await store.finishRun("alice", first.run.id, { status: "cancelled", reply: "" });
   const results = await Promise.all(
     Array.from({ length: 20 }, (_, i) => chat(store, "alice", `c${i + 1}`, first.run.threadId)),
   );
@@ -303,7 +310,9 @@ Deno.test("PostgresStore.claimOrphanedRuns() hands each run to one of two stores
     assert.equal(result.kind, "started");
     runIds.push(result.run.id);
     // A third of them ended with the terminal event unpublished: claimable too.
-    if (i % 3 === 0) await a.finishRun(result.run.userId, result.run.id, { status: "cancelled" });
+    if (i % 3 === 0) {
+      await a.finishRun(result.run.userId, result.run.id, { status: "cancelled", reply: "" });
+    }
   }
   await using sql = admin(db.url);
   await sql`UPDATE runs SET lease_until = now()`; // as if their owner had died a lease ago
@@ -322,12 +331,68 @@ Deno.test("PostgresStore.claimOrphanedRuns() hands each run to one of two stores
   const all = [...byB, ...byC];
   assert.equal(all.length, 30);
   assert.deepEqual(new Set(all), new Set(runIds));
+  // Claims only move ownership: the running ones are still running, for their claimer to end.
   const statuses = await sql`SELECT status, count(*)::int AS n FROM runs GROUP BY status
     ORDER BY status`;
-  assert.deepEqual(statuses.map((r) => [r.status, r.n]), [["cancelled", 10], ["failed", 20]]);
+  assert.deepEqual(statuses.map((r) => [r.status, r.n]), [["cancelled", 10], ["running", 20]]);
+  const owners = await sql`SELECT id, owner_instance FROM runs`;
+  const claimerOf = new Map<string, string>([
+    ...byB.map((id) => [id, "instance-b"] as const),
+    ...byC.map((id) => [id, "instance-c"] as const),
+  ]);
+  for (const row of owners) assert.equal(row.owner_instance, claimerOf.get(row.id));
 });
 
-// Time: the database's clock decides (SPEC §7)
+/**
+ * Many chats of one user on new threads, from two stores (two instances) at once, each with
+ * `maxActiveRuns`.
+ */
+async function chatsAtOnce(
+  stores: readonly PostgresStore[],
+  count: number,
+  maxActiveRuns: number,
+): Promise<string[]> {
+  const results = await Promise.all(
+    Array.from({ length: count }, (_, i) =>
+      stores[i % stores.length].beginChat({
+        userId: "alice",
+        chatId: `c${i}`,
+        text: `text of c${i}`,
+        ownerInstance: `instance-${i % stores.length}`,
+        leaseMs: LEASE_MS,
+        maxActiveRuns,
+      })),
+  );
+  return results.map((r) => r.kind);
+}
+
+Deno.test("PostgresStore.beginChat() starts exactly maxActiveRuns of many chats from two stores at once", async () => {
+  await using db = await createTestDatabase();
+  await using a = new PostgresStore({ url: db.url, max: 10 });
+  await using b = new PostgresStore({ url: db.url, max: 10 });
+  await Promise.all([a.ping(), b.ping()]);
+  await using sql = admin(db.url);
+  // Rounds, so that one lucky interleaving cannot hide a race.
+  for (let round = 0; round < 3; round++) {
+    const kinds = await chatsAtOnce([a, b], 24, 3);
+    assert.deepEqual(
+      [
+        kinds.filter((k) => k === "started").length,
+        kinds.filter((k) => k === "too_many_runs").length,
+      ],
+      [3, 21],
+      `round ${round}: ${kinds.join(" ")}`,
+    );
+    const [{ running, threads, keys }] = await sql`
+      SELECT (SELECT count(*)::int FROM runs WHERE status = 'running') AS running,
+             (SELECT count(*)::int FROM threads) AS threads,
+             (SELECT count(*)::int FROM chat_keys) AS keys`;
+    assert.deepEqual([running, threads, keys], [3, 3, 3], "a refused chat stored something");
+    await sql`TRUNCATE threads, runs, messages, chat_keys`;
+  }
+});
+
+// Time: the database's clock decides, never an instance's
 
 Deno.test("PostgresStore keeps a live lease live whatever the instances' clocks say", async () => {
   await using db = await createTestDatabase();
@@ -355,7 +420,9 @@ Deno.test("PostgresStore keeps a live lease live whatever the instances' clocks 
   });
   await sql`UPDATE runs SET lease_until = now()`;
   const claimed = await c.claimOrphanedRuns("instance-c", LEASE_MS, 10);
-  assert.deepEqual(claimed.map((r) => [r.id, r.status]), [[started.run.id, "failed"]]);
+  assert.deepEqual(claimed.map((r) => [r.id, r.status, r.ownerInstance]), [
+    [started.run.id, "running", "instance-c"],
+  ]);
 });
 
 Deno.test("PostgresStore keeps a chat id for its TTL whatever the instances' clocks say", async () => {
@@ -446,9 +513,37 @@ Deno.test("PostgresStore scopes every read to the user", async () => {
   assert.equal(await store.listMessages("bob", a.run.threadId, { limit: 50 }), null);
   assert.equal(await store.getRun("bob", a.run.id), null);
   assert.deepEqual(await chat(store, "bob", "c2", a.run.threadId), { kind: "not_found" });
-  assert.equal(await store.finishRun("bob", a.run.id, { status: "cancelled" }), false);
+  assert.equal(await store.finishRun("bob", a.run.id, { status: "cancelled", reply: "" }), false);
   await store.abandonChat("bob", a.run.id);
+  assert.equal(
+    await store.threadHistory("bob", a.run.threadId, { beforeRunId: a.run.id, limit: 10 }),
+    null,
+  );
+  assert.equal(await store.renameThread("bob", a.run.threadId, "stolen"), null);
+  assert.equal(await store.deleteThread("bob", a.run.threadId), false);
   assert.equal((await store.getRun("alice", a.run.id))?.reply, "secret");
+  assert.equal((await store.listThreads("alice", { limit: 1 })).items[0].title, "text of c1");
+});
+
+Deno.test("PostgresStore.deleteThread() leaves no row of the thread in any table", async () => {
+  await using fixture = await storeOnTestDatabase();
+  const { store } = fixture;
+  const first = await chat(store, "alice", "c1");
+  assert.equal(first.kind, "started");
+  const threadId = first.run.threadId;
+  await store.finishRun("alice", first.run.id, { status: "completed", reply: "r" });
+  assert.equal((await chat(store, "alice", "c2", threadId)).kind, "started");
+  const kept = await chat(store, "alice", "c3");
+  assert.equal(kept.kind, "started");
+  assert.equal(await store.deleteThread("alice", threadId), true);
+  await using sql = admin(fixture.url);
+  const [left] = await sql`
+    SELECT (SELECT count(*)::int FROM threads WHERE id = ${threadId}) AS threads,
+           (SELECT count(*)::int FROM runs WHERE thread_id = ${threadId}) AS runs,
+           (SELECT count(*)::int FROM messages WHERE thread_id = ${threadId}) AS messages,
+           (SELECT count(*)::int FROM chat_keys WHERE thread_id = ${threadId}) AS keys,
+           (SELECT count(*)::int FROM chat_keys) AS all_keys`;
+  assert.deepEqual({ ...left }, { threads: 0, runs: 0, messages: 0, keys: 0, all_keys: 1 });
 });
 
 Deno.test("PostgresStore.listMessages() pages through many messages without gap or repeat", async () => {
@@ -494,7 +589,7 @@ Deno.test("PostgresStore.beginChat() stores text PostgreSQL cannot hold and stil
   assert.equal(await store.getRun("alice", "r\0"), null);
   assert.equal(await store.listMessages("alice", "t\ud800", { limit: 5 }), null);
   assert.deepEqual(await store.listThreads("al\0ice", { limit: 5 }), { items: [] });
-  assert.equal(await store.finishRun("alice", "r\0", { status: "cancelled" }), false);
+  assert.equal(await store.finishRun("alice", "r\0", { status: "cancelled", reply: "" }), false);
   await store.renewLeases("i", ["r\0", first.run.id], LEASE_MS);
   await assert.rejects(() => store.beginChat({ ...input, chatId: "c\0" }), RangeError);
 });

@@ -15,6 +15,8 @@ class FakeLog {
   epoch = "e1";
   events: UserEvent[] = [];
   failures = 0;
+  /** The head a read reports, when above the last event (the events after it were purged). */
+  head?: number;
   gate?: PromiseWithResolvers<void>;
   readonly calls: number[] = [];
 
@@ -31,7 +33,7 @@ class FakeLog {
     }
     return {
       epoch: this.epoch,
-      seq: this.events.at(-1)?.seq ?? 0,
+      seq: Math.max(this.head ?? 0, this.events.at(-1)?.seq ?? 0),
       events: this.events.filter((e) => e.seq > after),
     };
   };
@@ -60,6 +62,21 @@ Deno.test("LiveFeed.receive() delivers in seq order and drops duplicates", () =>
   assert.deepEqual(recorder.seqs, [1, 2, 3]);
   assert.deepEqual(log.calls, []);
   assert.ok(recorder.received.every((r) => r.epoch === "e1"));
+});
+
+Deno.test("LiveFeed.receive() goes on from a backfill's head when the events before it were purged", async () => {
+  const log = new FakeLog(5);
+  log.events.splice(1, 1); // seq 2 was purged
+  log.head = 7; // and so were 6 and 7
+  const { feed, recorder, send } = setUp(log);
+  feed.start({ epoch: "e1", seq: 0 });
+  send(1);
+  send(4); // reveals a gap: the read returns 3, 4, 5 up to head 7
+  await recorder.waitForSeq(5);
+  send(8); // the next event after the head: no gap, no second read
+  await recorder.waitForSeq(8);
+  assert.deepEqual(recorder.seqs, [1, 3, 4, 5, 8]);
+  assert.deepEqual(log.calls, [1]);
 });
 
 Deno.test("LiveFeed.start() drops queued messages up to the head it starts from", () => {

@@ -2,6 +2,8 @@ import assert from "node:assert/strict";
 import { MemoryEngine } from "../../../src/bus/memory_engine.ts";
 import type { UserEvent } from "../../../src/bus/event_engine.ts";
 import {
+  approvalRequest,
+  decision,
   engineConformance,
   EventRecorder,
   newEvent,
@@ -54,7 +56,7 @@ Deno.test("MemoryEngine.sweep() keeps a user with a subscriber or an active run"
   assert.equal(engine.userCount, 2);
   const running = await engine.catchUp("running");
   assert.equal(running.seq, 1);
-  assert.deepEqual(running.events, []); // the event aged out; the run is still active
+  assert.deepEqual(running.events.map((e) => e.seq), [1]); // kept: its run is in flight
   assert.deepEqual(running.activeRuns.map((r) => r.runId), ["r2"]);
   sub.unsubscribe();
   clock.advance(10_000);
@@ -90,6 +92,41 @@ Deno.test("MemoryEngine.publish() keeps each listener's order when a listener pu
   assert.deepEqual(second.seqs, [1, 2]);
   subFirst.unsubscribe();
   subSecond.unsubscribe();
+  await engine.close();
+});
+
+Deno.test("MemoryEngine.resolveApproval() accepts a timeout from the very ms of expiresAt on its clock", async () => {
+  const clock = new ManualClock();
+  const engine = new MemoryEngine({ clock, retention: RETENTION });
+  const requested = await engine.requestApproval("alice", approvalRequest("r1", "tc1"), {
+    timeoutMs: 30_000,
+  });
+  assert.ok(requested.published);
+  assert.equal(requested.event.data.expiresAt, new Date(clock.now() + 30_000).toISOString());
+  const timeout = decision("r1", "tc1", { approved: false, by: "timeout" });
+  clock.advance(29_999);
+  assert.equal((await engine.resolveApproval("alice", timeout)).outcome, "not_expired");
+  clock.advance(1);
+  assert.equal((await engine.resolveApproval("alice", timeout)).outcome, "resolved");
+  await engine.close();
+});
+
+Deno.test("MemoryEngine.approvalState() reads a run's records while it runs and the retention age after", async () => {
+  const clock = new ManualClock();
+  const engine = new MemoryEngine({ clock, retention: RETENTION });
+  const sub = await engine.subscribe("alice", () => {});
+  const ids = { runId: "r1", toolCallId: "tc1" };
+  await publishOk(engine, "alice", newEvent("r1", "agent_started"));
+  await engine.requestApproval("alice", approvalRequest("r1", "tc1"), { timeoutMs: 1_000 });
+  await engine.resolveApproval("alice", decision("r1", "tc1"));
+  clock.advance(600_000); // ten times the retention age: the run is still going
+  assert.equal((await engine.approvalState("alice", ids))?.decision?.by, "user");
+  await publishOk(engine, "alice", newEvent("r1", "agent_completed"));
+  clock.advance(60_000);
+  assert.ok(await engine.approvalState("alice", ids));
+  clock.advance(1);
+  assert.equal(await engine.approvalState("alice", ids), undefined);
+  sub.unsubscribe();
   await engine.close();
 });
 

@@ -81,7 +81,16 @@ function message(
   text: string,
   extra: Partial<HistoryMessage> = {},
 ): HistoryMessage {
-  return { id: `${runId}-${role}`, role, text, runId, seq: null, createdAt: "", ...extra };
+  return {
+    id: `${runId}-${role}`,
+    role,
+    text,
+    runId,
+    seq: null,
+    createdAt: "",
+    runStatus: "completed",
+    ...extra,
+  };
 }
 
 Deno.test("Conversation.send() shows a turn at once and fills it as the run streams", async () => {

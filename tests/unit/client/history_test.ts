@@ -32,6 +32,7 @@ function message(role: "user" | "assistant", extra: Partial<HistoryMessage> = {}
     runId: "r1",
     seq: 1,
     createdAt: "",
+    runStatus: "completed",
     ...extra,
   };
 }
@@ -69,7 +70,7 @@ Deno.test("HistoryApi.listMessages() shares a request in flight, and answers nul
 Deno.test("HistoryApi.renameThread() and deleteThread() send PATCH {title} and DELETE", async () => {
   const thread = { id: "t1", title: "Sums", createdAt: "", updatedAt: "" };
   const fetch = new FakeFetch((call) =>
-    call.method === "PATCH" ? json({ thread }) : new Response(null, { status: 204 })
+    call.method === "PATCH" ? json(thread) : new Response(null, { status: 204 })
   );
   const history = api(fetch);
   assert.deepEqual(await history.renameThread("t1", "Sums"), thread);
@@ -79,6 +80,7 @@ Deno.test("HistoryApi.renameThread() and deleteThread() send PATCH {title} and D
     ["DELETE", "/api/threads/t1", undefined],
   ]);
   await assert.rejects(() => history.renameThread("t1", "x".repeat(201)), RangeError);
+  await assert.rejects(() => history.renameThread("t1", "   "), RangeError);
   assert.equal(fetch.calls.length, 2, "a bad title is not sent");
 });
 
@@ -86,8 +88,8 @@ Deno.test("historyVerdict() reads how a run ended from its messages", () => {
   assert.deepEqual(historyVerdict([message("user"), message("assistant")], "r1"), {
     kind: "ended",
     ending: { status: "completed", text: "reply" },
-  }, "an older server: a reply means completed");
-  assert.deepEqual(historyVerdict([message("user")], "r1"), { kind: "unknown" });
+  });
+  assert.deepEqual(historyVerdict([], "r1"), { kind: "unknown" });
   assert.deepEqual(historyVerdict([message("user", { runStatus: "running" })], "r1"), {
     kind: "running",
   });

@@ -25,8 +25,16 @@ async function setup() {
     activeRuns: () => 0,
   });
   const devTokens = new DevTokenIssuer({ secret });
+  /** Every `[userId, threadId]` the routes asked the threads port to delete. */
+  const deletions: [string, string][] = [];
   const app = createApp({
     store,
+    threads: {
+      delete(userId, threadId) {
+        deletions.push([userId, threadId]);
+        return store.deleteThread(userId, threadId);
+      },
+    },
     engine,
     verifier,
     devTokens,
@@ -54,7 +62,37 @@ async function setup() {
     );
     return { status: response.status, body: await response.json() };
   };
-  return { store, engine, readiness, app, get, devTokens, loopback };
+  /** Sends `method path` with a token and a raw body; the answer's status and JSON (or null). */
+  const send = async (
+    method: string,
+    path: string,
+    options: { token?: string; body?: string } = {},
+  ) => {
+    const response = await app.fetch(
+      new Request(`http://localhost${path}`, {
+        method,
+        headers: options.token ? { authorization: `Bearer ${options.token}` } : {},
+        body: options.body,
+      }),
+      loopback,
+    );
+    const text = await response.text();
+    return { status: response.status, body: text === "" ? null : JSON.parse(text) };
+  };
+  return { store, engine, readiness, app, get, send, deletions, devTokens, loopback };
+}
+
+/** Starts a chat of `userId` that the test then finishes or leaves running. */
+async function startRun(store: MemoryStore, userId: string, chatId: string, text = "hi") {
+  const result = await store.beginChat({
+    userId,
+    chatId,
+    text,
+    ownerInstance: "i",
+    leaseMs: 10_000,
+  });
+  assert.equal(result.kind, "started");
+  return (result as Extract<typeof result, { kind: "started" }>).run;
 }
 
 Deno.test("GET /api/threads/:id/messages fills a seq the store has not recorded yet from the log", async () => {
@@ -154,6 +192,104 @@ Deno.test("POST /auth/dev-token answers loopback clients only", async () => {
     assert.equal(response.status, 404, hostname);
     await response.body?.cancel();
   }
+  readiness.stop();
+  await store.close();
+  await engine.close();
+});
+
+Deno.test("GET /api/threads/:id/messages gives each message its runStatus and a failed run's error", async () => {
+  const { store, engine, get, devTokens, readiness } = await setup();
+  const token = await devTokens.issue("alice");
+  const run = await startRun(store, "alice", "c1");
+  const running = await get(`/api/threads/${run.threadId}/messages`, token);
+  assert.deepEqual(running.body.messages.map((m: { runStatus: string }) => m.runStatus), [
+    "running",
+  ]);
+  const error = { code: "provider_unavailable", message: "The model is unreachable" };
+  await store.finishRun("alice", run.id, { status: "failed", error, reply: "Partial" });
+  const failed = await get(`/api/threads/${run.threadId}/messages`, token);
+  assert.deepEqual(
+    failed.body.messages.map((
+      m: Record<string, unknown>,
+    ) => [m.role, m.text, m.runStatus, m.error]),
+    [["user", "hi", "failed", undefined], ["assistant", "Partial", "failed", error]],
+  );
+  readiness.stop();
+  await store.close();
+  await engine.close();
+});
+
+Deno.test("PATCH /api/threads/:id renames the caller's thread and answers with it", async () => {
+  const { store, engine, send, get, devTokens, readiness } = await setup();
+  const alice = await devTokens.issue("alice");
+  const bob = await devTokens.issue("bob");
+  const run = await startRun(store, "alice", "c1", "first words");
+  const path = `/api/threads/${run.threadId}`;
+
+  const renamed = await send("PATCH", path, {
+    token: alice,
+    body: JSON.stringify({ title: "  Trip plans  " }),
+  });
+  assert.equal(renamed.status, 200);
+  assert.equal(renamed.body.id, run.threadId);
+  assert.equal(renamed.body.title, "Trip plans");
+  assert.equal(renamed.body.createdAt, run.createdAt);
+  assert.equal(typeof renamed.body.updatedAt, "string");
+  const listed = await get("/api/threads", alice);
+  assert.deepEqual(listed.body.threads, [renamed.body]);
+
+  // Not the caller's, or missing: 404, and nothing changes.
+  const title = JSON.stringify({ title: "Mine now" });
+  assert.equal((await send("PATCH", path, { token: bob, body: title })).status, 404);
+  assert.equal(
+    (await send("PATCH", "/api/threads/none", { token: alice, body: title })).status,
+    404,
+  );
+  // A bad body or title: 400.
+  for (const body of ["not json", "null", "[]", "{}", '{"title":7}', '{"title":"   "}']) {
+    const answer = await send("PATCH", path, { token: alice, body });
+    assert.equal(answer.status, 400, body);
+    assert.equal(typeof answer.body.error.code, "string");
+  }
+  const tooLong = JSON.stringify({ title: "x".repeat(201) });
+  assert.equal((await send("PATCH", path, { token: alice, body: tooLong })).status, 400);
+  const longest = JSON.stringify({ title: "x".repeat(200) });
+  assert.equal((await send("PATCH", path, { token: alice, body: longest })).status, 200);
+  assert.equal((await send("PATCH", path, { body: title })).status, 401);
+  const [thread] = (await store.listThreads("alice", { limit: 1 })).items;
+  assert.equal(thread.title, "x".repeat(200));
+  readiness.stop();
+  await store.close();
+  await engine.close();
+});
+
+Deno.test("DELETE /api/threads/:id deletes through the threads port: 204, then 404", async () => {
+  const { store, engine, send, get, deletions, devTokens, readiness } = await setup();
+  const alice = await devTokens.issue("alice");
+  const bob = await devTokens.issue("bob");
+  const run = await startRun(store, "alice", "c1");
+  const kept = await startRun(store, "alice", "c2");
+  const path = `/api/threads/${run.threadId}`;
+
+  assert.equal((await send("DELETE", path)).status, 401);
+  assert.deepEqual(await send("DELETE", path, { token: bob }), {
+    status: 404,
+    body: { error: { code: "not_found", message: "Thread not found" } },
+  });
+  assert.equal((await get(`${path}/messages`, alice)).status, 200);
+
+  assert.deepEqual(await send("DELETE", path, { token: alice }), { status: 204, body: null });
+  assert.equal((await get(`${path}/messages`, alice)).status, 404);
+  assert.deepEqual(
+    (await get("/api/threads", alice)).body.threads.map((t: { id: string }) => t.id),
+    [kept.threadId],
+  );
+  assert.equal((await send("DELETE", path, { token: alice })).status, 404);
+  assert.deepEqual(deletions, [
+    ["bob", run.threadId],
+    ["alice", run.threadId],
+    ["alice", run.threadId],
+  ]);
   readiness.stop();
   await store.close();
   await engine.close();

@@ -38,7 +38,7 @@ Deno.test("MemoryStore.beginChat() drops the oldest idle thread beyond maxThread
   const idle1 = await started(store, "alice", "c1");
   await store.finishRun("alice", idle1.id, { status: "completed", reply: "r1" });
   const idle2 = await started(store, "alice", "c2");
-  await store.finishRun("alice", idle2.id, { status: "cancelled" });
+  await store.finishRun("alice", idle2.id, { status: "cancelled", reply: "" });
   const fourth = await started(store, "alice", "c3");
 
   const { items } = await store.listThreads("alice", { limit: 10 });
@@ -86,16 +86,23 @@ Deno.test("MemoryStore.claimOrphanedRuns() claims a run the moment its lease end
   assert.deepEqual(await store.claimOrphanedRuns("i2", LEASE_MS, 10), []);
   clock.advance(1);
   const claimed = await store.claimOrphanedRuns("i2", LEASE_MS, 10);
-  assert.deepEqual(claimed.map((r) => [r.id, r.status, r.finishedAt]), [
-    [run.id, "failed", new Date(clock.now()).toISOString()],
-  ]);
+  assert.deepEqual(claimed.map((r) => [r.id, r.status, r.ownerInstance]), [[
+    run.id,
+    "running",
+    "i2",
+  ]]);
+  // The claimer's lease is as exact.
+  clock.advance(LEASE_MS - 1);
+  assert.deepEqual(await store.claimOrphanedRuns("i3", LEASE_MS, 10), []);
+  clock.advance(1);
+  assert.deepEqual((await store.claimOrphanedRuns("i3", LEASE_MS, 10)).map((r) => r.id), [run.id]);
 });
 
 Deno.test("MemoryStore.beginChat() frees a chat id exactly chatIdTtlSeconds after its use", async () => {
   const clock = new ManualClock();
   await using store = new MemoryStore({ clock, chatIdTtlSeconds: 60 });
   const first = await started(store, "alice", "c0");
-  await store.finishRun("alice", first.id, { status: "cancelled" });
+  await store.finishRun("alice", first.id, { status: "cancelled", reply: "" });
   clock.advance(60_000 - 1);
   assert.equal((await begin(store, "alice", "c0")).kind, "duplicate");
   clock.advance(1);
@@ -109,7 +116,7 @@ Deno.test("MemoryStore() sweeps idle users without a running run until close()",
   await store.finishRun("alice", alice.id, { status: "completed", reply: "r" });
   const bob = await started(store, "bob", "c0"); // still running: kept however idle
   const carol = await started(store, "carol", "c0");
-  await store.finishRun("carol", carol.id, { status: "cancelled" });
+  await store.finishRun("carol", carol.id, { status: "cancelled", reply: "" });
 
   clock.advance(3_000_000);
   await store.listThreads("carol", { limit: 1 }); // a read counts as activity

@@ -1,0 +1,138 @@
+/**
+ * Ending a run is a small persistent procedure (an "ending"): store the terminal status and
+ * the reply first (so history holds the reply before `agent_completed` is sent), then publish
+ * the remaining events in order, then record the terminal seq. An ending that cannot finish
+ * because PostgreSQL or Redis is down stays here and is retried until it does; the run's lease
+ * is renewed meanwhile (see `lease_keeper.ts`), and an instance that dies leaves its endings
+ * to the orphan reaper of another one.
+ *
+ * @module
+ */
+import { DependencyUnavailableError } from "../_util/dependency_unavailable_error.ts";
+import type { EventEngine, NewEvent, PublishResult } from "../bus/mod.ts";
+import type { ChatStore, RunOutcome } from "../store/mod.ts";
+
+/** A run being ended: what is left to do, in order. */
+export interface Ending {
+  readonly userId: string;
+  readonly runId: string;
+  readonly threadId: string;
+  /** Set while the terminal status is not stored yet. */
+  outcome?: RunOutcome;
+  /** Events still to publish, the terminal one last (an `agent_started` first for an orphan). */
+  readonly events: NewEvent[];
+}
+
+/** Options of {@link RunEndings}. */
+export interface RunEndingsOptions {
+  readonly store: Pick<ChatStore, "finishRun" | "recordRunStart" | "recordRunEnd">;
+  readonly engine: Pick<EventEngine, "publish">;
+  /** Told when a dependency failed (readiness probes it again at once). */
+  readonly onDependencyFailure: (error: unknown, what: string) => void;
+  /** Told once per run whose terminal status this instance stored. */
+  readonly onStored?: (ending: Ending, outcome: RunOutcome) => void;
+}
+
+/** The endings this instance owns. */
+export class RunEndings {
+  #o: RunEndingsOptions;
+  #endings = new Map<string, Ending>();
+  #retrying = false;
+
+  constructor(options: RunEndingsOptions) {
+    this.#o = options;
+  }
+
+  /** The runs being ended (their leases must be kept). */
+  runIds(): string[] {
+    return [...this.#endings.keys()];
+  }
+
+  /** Whether `runId` is being ended here. */
+  has(runId: string): boolean {
+    return this.#endings.has(runId);
+  }
+
+  /** Takes an ending over and moves it as far as the dependencies allow. */
+  async begin(ending: Ending): Promise<void> {
+    this.#endings.set(ending.runId, ending);
+    await this.#advance(ending);
+  }
+
+  /** Keeps an ending to be moved by the next {@link retry}. */
+  park(ending: Ending): void {
+    this.#endings.set(ending.runId, ending);
+  }
+
+  /** Moves every ending forward; `skip` names runs whose driver is still at work. */
+  async retry(skip: (runId: string) => boolean = () => false): Promise<void> {
+    if (this.#retrying) return;
+    this.#retrying = true;
+    try {
+      for (const ending of [...this.#endings.values()]) {
+        if (!skip(ending.runId)) await this.#advance(ending);
+      }
+    } finally {
+      this.#retrying = false;
+    }
+  }
+
+  /**
+   * Store the status, publish the events in order, record the terminal seq. Safe to call
+   * again after a failure: it resumes where it stopped.
+   */
+  async #advance(ending: Ending): Promise<void> {
+    const { store, engine } = this.#o;
+    if (ending.outcome) {
+      let changed: boolean;
+      try {
+        changed = await store.finishRun(ending.userId, ending.runId, ending.outcome);
+      } catch (error) {
+        this.#o.onDependencyFailure(error, "could not store a run's end");
+        return; // retried
+      }
+      if (!changed) {
+        // Another instance ended it first (the lease lapsed): its ending publishes, not ours.
+        this.#endings.delete(ending.runId);
+        return;
+      }
+      this.#o.onStored?.(ending, ending.outcome);
+      ending.outcome = undefined;
+    }
+    while (ending.events.length > 0) {
+      const event = ending.events[0];
+      let result: PublishResult;
+      try {
+        result = await engine.publish(ending.userId, event);
+      } catch (error) {
+        this.#o.onDependencyFailure(error, "could not publish a run's end");
+        return; // retried once the engine is back
+      }
+      ending.events.shift();
+      if (!result.published) {
+        // The engine already holds this run's terminal event (published before a crash).
+        if (result.endSeq !== undefined) await this.#recordEnd(ending, result.endSeq);
+        this.#endings.delete(ending.runId);
+        return;
+      }
+      if (event.name === "agent_started") {
+        await store.recordRunStart(ending.userId, ending.runId, result.event.seq).catch(() => {});
+      }
+      if (ending.events.length === 0) await this.#recordEnd(ending, result.event.seq);
+    }
+    this.#endings.delete(ending.runId);
+  }
+
+  async #recordEnd(ending: Ending, seq: number): Promise<void> {
+    try {
+      await this.#o.store.recordRunEnd(ending.userId, ending.runId, seq);
+    } catch (error) {
+      this.#o.onDependencyFailure(error, "could not record a run's terminal seq");
+    }
+  }
+}
+
+/** The dependency an error names (`postgres`, `redis`), or `unknown`. */
+export function dependencyOf(error: unknown): string {
+  return error instanceof DependencyUnavailableError ? error.dependency : "unknown";
+}

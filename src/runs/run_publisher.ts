@@ -1,0 +1,140 @@
+/**
+ * Publishes one run's events, in order, one at a time: pieces of the reply through a
+ * {@link PieceCoalescer}, every other event after the pieces that wait (a piece waiting to be
+ * flushed is published before any other event of its run). Publishing does not block the
+ * agent: events queue and a single pump sends them. When the engine fails, or refuses because
+ * another instance already ended the run, the pump stops and keeps what it could not send, for
+ * the run's ending to publish (or drop).
+ *
+ * @module
+ */
+import type { Clock } from "../_util/clock.ts";
+import type { EventEngine, NewEvent, PublishResult } from "../bus/mod.ts";
+import { PieceCoalescer } from "./piece_coalescer.ts";
+import type { EventStamper, NamedEvent, RunRef } from "./run_events.ts";
+
+/** How many events a run publishes before it yields to the event loop. */
+const YIELD_EVERY_EVENTS = 32;
+
+/** Options of {@link RunPublisher}. */
+export interface RunPublisherOptions {
+  readonly engine: Pick<EventEngine, "publish">;
+  readonly clock: Clock;
+  readonly stamper: EventStamper;
+  /** Pieces within this many ms go out as one event. @default 40 */
+  readonly flushMs?: number;
+  /** Told of each event once the engine holds it. */
+  readonly onPublished?: (result: Extract<PublishResult, { published: true }>) => void;
+}
+
+/** What stopped a publisher. */
+export type PublisherStop =
+  | { readonly kind: "failed"; readonly error: unknown }
+  | { readonly kind: "ended_elsewhere" };
+
+/** The event queue of one run. */
+export class RunPublisher {
+  #run: RunRef;
+  #o: RunPublisherOptions;
+  #coalescer: PieceCoalescer;
+  #queue: NewEvent[] = [];
+  #pumping?: Promise<void>;
+  #stopped?: PublisherStop;
+  #published = 0;
+  #reply = "";
+
+  constructor(run: RunRef, options: RunPublisherOptions) {
+    this.#run = run;
+    this.#o = options;
+    this.#coalescer = new PieceCoalescer({
+      clock: options.clock,
+      flushMs: options.flushMs,
+      publish: (piece) => {
+        if (piece.name === "agent_delta") this.#reply += piece.data.text;
+        this.#enqueue(options.stamper.event(run, piece));
+      },
+    });
+  }
+
+  /**
+   * The reply so far: the text of every `agent_delta` queued (published, or handed to the
+   * run's ending). A piece that still waits joins it at {@link settle}.
+   */
+  get reply(): string {
+    return this.#reply;
+  }
+
+  /** Why the publisher stopped, once it did. */
+  get stopped(): PublisherStop | undefined {
+    return this.#stopped;
+  }
+
+  /** Adds a piece of the reply. */
+  text(text: string): void {
+    this.#coalescer.text(text);
+  }
+
+  /** Adds a piece of reasoning; `delta: false` starts a block. */
+  thinking(text: string, delta: boolean): void {
+    this.#coalescer.thinking(text, delta);
+  }
+
+  /** Queues an event, after any piece that waits. */
+  emit(event: NamedEvent): void {
+    this.#coalescer.flush();
+    this.#enqueue(this.#o.stamper.event(this.#run, event));
+  }
+
+  /**
+   * Flushes the waiting piece and resolves once everything queued was published, or the
+   * publisher stopped.
+   */
+  async settle(): Promise<void> {
+    this.#coalescer.flush();
+    while (this.#pumping) await this.#pumping;
+  }
+
+  /**
+   * Stops taking pieces (those that arrive after a cancel are dropped), flushes the one that
+   * waits, and resolves with what could not be published, in order.
+   */
+  async close(): Promise<NewEvent[]> {
+    await this.settle();
+    this.#coalescer.close();
+    return this.#stopped?.kind === "ended_elsewhere" ? [] : this.#queue.splice(0);
+  }
+
+  #enqueue(event: NewEvent): void {
+    this.#queue.push(event);
+    if (!this.#pumping && !this.#stopped) {
+      this.#pumping = this.#pump().finally(() => {
+        this.#pumping = undefined;
+      });
+    }
+  }
+
+  async #pump(): Promise<void> {
+    while (this.#queue.length > 0 && !this.#stopped) {
+      const event = this.#queue[0];
+      let result: PublishResult;
+      try {
+        result = await this.#o.engine.publish(this.#run.userId, event);
+      } catch (error) {
+        this.#stopped = { kind: "failed", error };
+        return;
+      }
+      this.#queue.shift();
+      if (!result.published) {
+        this.#stopped = { kind: "ended_elsewhere" };
+        this.#queue.length = 0;
+        return;
+      }
+      this.#o.onPublished?.(result);
+      // An agent that emits as fast as it can, over an in-process engine, never leaves the
+      // microtask queue: let sockets, timers and other runs have their turn now and then.
+      if (++this.#published % YIELD_EVERY_EVENTS === 0) {
+        await new Promise((resolve) => setTimeout(resolve, 0));
+      }
+    }
+  }
+}
