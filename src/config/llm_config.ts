@@ -1,7 +1,8 @@
 /**
  * The agent behind the chats and its limits: `AGENT` (`demo` or `llm`), the `LLM_*` variables
  * of the model agent, and the run knobs every agent shares (`STREAM_FLUSH_MS`,
- * `TOOL_OUTPUT_MAX_BYTES`, `MAX_ACTIVE_RUNS_PER_USER`). A missing or contradictory setting is a
+ * `TOOL_OUTPUT_MAX_BYTES`, `MAX_ACTIVE_RUNS_PER_USER`, `TOOL_APPROVAL_TIMEOUT_MS`,
+ * `TOOLS_REQUIRE_APPROVAL`). A missing or contradictory setting is a
  * {@link ConfigError} naming the variable; no message ever holds `LLM_API_KEY`'s value.
  *
  * @module
@@ -28,6 +29,17 @@ export interface LlmConfig {
   readonly toolOutputMaxBytes: number;
   /** `MAX_ACTIVE_RUNS_PER_USER`: runs in flight per user; 0 = no limit. @default 4 */
   readonly maxActiveRunsPerUser: number;
+  /**
+   * `TOOL_APPROVAL_TIMEOUT_MS`: how long a tool call waits for a person (below the event
+   * retention age, checked by `loadConfig`). @default 300000
+   */
+  readonly toolApprovalTimeoutMs: number;
+  /**
+   * `TOOLS_REQUIRE_APPROVAL`: names of tools that need approval on top of those marked in
+   * code; a name no tool has stops the start (checked when the tools are registered).
+   * @default []
+   */
+  readonly toolsRequireApproval: readonly string[];
 }
 
 /** The `LLM_*` variables; setting any of them without `AGENT` is a contradiction. */
@@ -62,6 +74,8 @@ export function loadLlmConfig(read: EnvReader): LlmConfig {
     streamFlushMs: int("STREAM_FLUSH_MS", 40, 0, 60_000),
     toolOutputMaxBytes: int("TOOL_OUTPUT_MAX_BYTES", 16_384, 64, 67_108_864),
     maxActiveRunsPerUser: int("MAX_ACTIVE_RUNS_PER_USER", 4, 0, 1_000_000),
+    toolApprovalTimeoutMs: int("TOOL_APPROVAL_TIMEOUT_MS", 300_000, 1_000, 86_400_000),
+    toolsRequireApproval: nameList(read, "TOOLS_REQUIRE_APPROVAL"),
   };
   const agentRaw = read("AGENT");
   if (agentRaw === undefined) {
@@ -159,4 +173,20 @@ function integerReader(read: EnvReader): IntegerReader {
     }
     return value;
   };
+}
+
+/** A comma list of tool names; each must look like a tool name. */
+function nameList(read: EnvReader, variable: string): string[] {
+  const raw = read(variable);
+  if (raw === undefined) return [];
+  const names = raw.split(",").map((name) => name.trim()).filter((name) => name !== "");
+  for (const name of names) {
+    if (!/^[A-Za-z0-9_-]{1,64}$/.test(name)) {
+      throw new ConfigError(
+        variable,
+        `must be a comma list of tool names (letters, digits, "_", "-"), received "${name}"`,
+      );
+    }
+  }
+  return [...new Set(names)];
 }

@@ -180,6 +180,21 @@ export function loadConfig(env: EnvReader = (name) => Deno.env.get(name)): Confi
     }
   }
 
+  const retention = {
+    count: int("EVENT_RETENTION_COUNT", 10_000, 10, 10_000_000),
+    seconds: int("EVENT_RETENTION_SECONDS", 3_600, 10, 31_536_000),
+  };
+  const llm = loadLlmConfig(read);
+  if (llm.toolApprovalTimeoutMs >= retention.seconds * 1000) {
+    // An approval must be decided while its request is still in the log (docs/protocol.md#approval).
+    throw new ConfigError(
+      "TOOL_APPROVAL_TIMEOUT_MS",
+      `must be below the event retention age (EVENT_RETENTION_SECONDS=${retention.seconds}, so under ${
+        retention.seconds * 1000
+      }), received ${llm.toolApprovalTimeoutMs}`,
+    );
+  }
+
   return {
     port,
     host,
@@ -210,15 +225,12 @@ export function loadConfig(env: EnvReader = (name) => Deno.env.get(name)): Confi
       rateLimitBurst: int("RATE_LIMIT_BURST", 100, 1, 1_000_000),
     },
     chatIdTtlSeconds: int("CHAT_ID_TTL_SECONDS", 86_400, 1, 31_536_000),
-    retention: {
-      count: int("EVENT_RETENTION_COUNT", 10_000, 10, 10_000_000),
-      seconds: int("EVENT_RETENTION_SECONDS", 3_600, 10, 31_536_000),
-    },
+    retention,
     agent: {
       stepDelayMs: int("AGENT_STEP_DELAY_MS", 250, 0, 600_000),
       thinkingSteps: int("AGENT_THINKING_STEPS", 1, 1, 1_000_000),
     },
-    llm: loadLlmConfig(read),
+    llm,
     runLeaseMs: int("RUN_LEASE_MS", 10_000, 1_000, 600_000),
     drain: {
       timeoutMs: int("DRAIN_TIMEOUT_MS", 30_000, 0, 3_600_000),

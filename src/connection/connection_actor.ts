@@ -21,6 +21,7 @@ import {
   truncateReason,
 } from "../protocol/mod.ts";
 import type {
+  ApproveFrame,
   ChatFrame,
   ClientFrame,
   ErrorCode,
@@ -449,6 +450,8 @@ export class ConnectionActor {
         return await this.#onChat(frame);
       case "cancel":
         return await this.#onCancel(frame.runId);
+      case "approve":
+        return await this.#onApprove(frame);
       case "refresh":
         return await this.#onRefresh(frame.token);
     }
@@ -479,6 +482,19 @@ export class ConnectionActor {
       outcome = { ok: false, code: "unavailable", message: "Could not cancel the run" } as const;
     }
     if (!outcome.ok && isLive(this.#state)) this.#sendError(outcome.code, outcome.message, runId);
+  }
+
+  async #onApprove(frame: ApproveFrame): Promise<void> {
+    let outcome;
+    try {
+      outcome = await this.#deps.runs.approve(this.#principal!, frame);
+    } catch (error) {
+      this.#logFault("approve failed", error);
+      outcome = { ok: false, code: "unavailable", message: "Could not record the answer" } as const;
+    }
+    if (!outcome.ok && isLive(this.#state)) {
+      this.#sendError(outcome.code, outcome.message, frame.toolCallId);
+    }
   }
 
   async #onRefresh(token: string): Promise<void> {
@@ -756,6 +772,7 @@ export class ConnectionActor {
 function refOf(frame: ClientFrame): string | undefined {
   if (frame.type === "chat") return frame.id;
   if (frame.type === "cancel") return frame.runId;
+  if (frame.type === "approve") return frame.toolCallId;
   return undefined;
 }
 

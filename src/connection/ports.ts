@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { AckFrame, ChatFrame, ErrorCode } from "../protocol/mod.ts";
+import type { AckFrame, ApproveFrame, ChatFrame, ErrorCode } from "../protocol/mod.ts";
 
 /** A verified user: the JWT `sub` and `exp` (seconds since the epoch). */
 export interface Principal {
@@ -43,6 +43,9 @@ export type ChatOutcome = { readonly ok: true; readonly ack: AckFrame } | Refusa
 /** The outcome of a cancel (its effect arrives as the run's events). */
 export type CancelOutcome = { readonly ok: true } | Refusal;
 
+/** The outcome of an approve (the decision arrives as `tool_approval_resolved`). */
+export type ApproveOutcome = { readonly ok: true } | Refusal;
+
 /** Starts and cancels runs on behalf of a connection. */
 export interface RunService {
   /**
@@ -52,6 +55,8 @@ export interface RunService {
   startChat(principal: Principal, chat: ChatFrame): Promise<ChatOutcome>;
   /** Ends a run in flight, wherever it runs. */
   cancel(principal: Principal, runId: string): Promise<CancelOutcome>;
+  /** Answers a pending approval of one of the user's runs, wherever it runs. */
+  approve(principal: Principal, frame: ApproveFrame): Promise<ApproveOutcome>;
 }
 
 /** Whether the server takes new work. */

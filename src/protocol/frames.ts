@@ -14,6 +14,9 @@ export const BEARER_PROTOCOL_PREFIX = "bearer.";
 /** Longest accepted `id`, `threadId`, `runId` or resume epoch, in characters. */
 export const MAX_ID_LENGTH = 128;
 
+/** Longest accepted approval `reason`, in characters. */
+export const MAX_REASON_LENGTH = 2_000;
+
 /** Longest accepted token, in characters. */
 export const MAX_TOKEN_LENGTH = 16_384;
 
@@ -46,6 +49,16 @@ export interface CancelFrame {
   readonly runId: string;
 }
 
+/** `approve`: answers a `tool_approval_requested` (the first decision wins). */
+export interface ApproveFrame {
+  readonly type: "approve";
+  readonly runId: string;
+  readonly toolCallId: string;
+  readonly approved: boolean;
+  /** Why (a denial's reason goes to the model). */
+  readonly reason?: string;
+}
+
 /** `refresh`: extends the connection's life with a fresh token. */
 export interface RefreshFrame {
   readonly type: "refresh";
@@ -58,7 +71,13 @@ export interface PingFrame {
 }
 
 /** Any frame a client may send. */
-export type ClientFrame = HelloFrame | ChatFrame | CancelFrame | RefreshFrame | PingFrame;
+export type ClientFrame =
+  | HelloFrame
+  | ChatFrame
+  | CancelFrame
+  | ApproveFrame
+  | RefreshFrame
+  | PingFrame;
 
 // Server -> Client
 
@@ -164,14 +183,14 @@ export interface FrameRejection {
   readonly ok: false;
   readonly code: "bad_frame" | "unknown_type" | "invalid_field";
   readonly message: string;
-  /** The chat `id` or cancel `runId`, when the frame carried a usable one. */
+  /** The chat `id`, cancel `runId` or approve `toolCallId`, when the frame carried one. */
   readonly ref?: string;
 }
 
 /** The outcome of {@link parseClientFrame}. */
 export type ParseResult = { readonly ok: true; readonly frame: ClientFrame } | FrameRejection;
 
-const CLIENT_TYPES = new Set(["hello", "chat", "cancel", "refresh", "ping"]);
+const CLIENT_TYPES = new Set(["hello", "chat", "cancel", "approve", "refresh", "ping"]);
 
 /**
  * Parses one text frame from a client. Never throws: hostile input becomes a rejection naming
@@ -205,6 +224,8 @@ export function parseClientFrame(data: string): ParseResult {
       return parseChat(record);
     case "cancel":
       return parseCancel(record);
+    case "approve":
+      return parseApprove(record);
     case "refresh":
       return parseRefresh(record);
     default:
@@ -268,6 +289,47 @@ function parseCancel(record: Record<string, unknown>): ParseResult {
     );
   }
   return { ok: true, frame: { type: "cancel", runId } };
+}
+
+function parseApprove(record: Record<string, unknown>): ParseResult {
+  const { runId, toolCallId, approved, reason } = record;
+  const ref = isId(toolCallId) ? toolCallId : undefined;
+  if (!isId(runId)) {
+    return reject(
+      "invalid_field",
+      `Field "runId" must be a string of 1 to ${MAX_ID_LENGTH} printable characters`,
+      ref,
+    );
+  }
+  if (ref === undefined) {
+    return reject(
+      "invalid_field",
+      `Field "toolCallId" must be a string of 1 to ${MAX_ID_LENGTH} printable characters`,
+    );
+  }
+  if (typeof approved !== "boolean") {
+    return reject(
+      "invalid_field",
+      `Field "approved" must be a boolean, received ${describe(approved)}`,
+      ref,
+    );
+  }
+  if (
+    reason !== undefined &&
+    (typeof reason !== "string" || reason.length > MAX_REASON_LENGTH || !reason.isWellFormed())
+  ) {
+    return reject(
+      "invalid_field",
+      `Field "reason" must be a string of at most ${MAX_REASON_LENGTH} characters`,
+      ref,
+    );
+  }
+  return {
+    ok: true,
+    frame: reason === undefined
+      ? { type: "approve", runId, toolCallId: ref, approved }
+      : { type: "approve", runId, toolCallId: ref, approved, reason },
+  };
 }
 
 function parseRefresh(record: Record<string, unknown>): ParseResult {

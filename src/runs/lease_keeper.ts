@@ -11,16 +11,17 @@
 import type { Clock, Timer } from "../_util/clock.ts";
 import type { Logger } from "../_util/log.ts";
 import type { EventEngine, NewEvent, UserEvent } from "../bus/mod.ts";
+import type { ApprovalDecider } from "../protocol/mod.ts";
 import { INTERRUPTED_ERROR } from "../store/mod.ts";
 import type { ChatStore, RunOutcome, RunRecord } from "../store/mod.ts";
-import type { Ending, RunEndings } from "./run_endings.ts";
+import type { Ending, EndingStep, RunEndings } from "./run_endings.ts";
 import type { EventStamper } from "./run_events.ts";
 import { terminalEvent } from "./run_driver.ts";
 
 /** Options of {@link LeaseKeeper}. */
 export interface LeaseKeeperOptions {
   readonly store: Pick<ChatStore, "renewLeases" | "claimOrphanedRuns">;
-  readonly engine: Pick<EventEngine, "readAfter">;
+  readonly engine: Pick<EventEngine, "readAfter" | "pendingApprovals">;
   readonly endings: RunEndings;
   readonly clock: Clock;
   readonly log: Logger;
@@ -104,26 +105,43 @@ export class LeaseKeeper {
    */
   async #orphanEnding(run: RunRecord): Promise<Ending | undefined> {
     const { stamper } = this.#o;
-    const events: NewEvent[] = [];
+    const steps: EndingStep[] = [];
     let pieces = "";
     if (run.startSeq === null) {
-      events.push(stamper.event(run, {
+      steps.push(publish(stamper.event(run, {
         name: "agent_started",
         data: { chatId: run.chatId, text: run.text },
-      }));
+      })));
     } else {
-      const log = await this.#runEvents(run);
-      if (log === undefined) return undefined;
+      const log = await this.#read(() => this.#runEvents(run), "an orphaned run's events");
+      const pending = await this.#read(
+        () => this.#o.engine.pendingApprovals(run.userId, run.id),
+        "an orphaned run's approvals",
+      );
+      if (log === undefined || pending === undefined) return undefined;
       const error = run.status === "running" ? INTERRUPTED_ERROR : run.error ?? INTERRUPTED_ERROR;
-      for (const [toolCallId, tool] of openToolCalls(log)) {
-        events.push(stamper.event(run, {
+      const by: ApprovalDecider = run.status === "cancelled"
+        ? "cancelled"
+        : error.code === "shutdown"
+        ? "shutdown"
+        : "interrupted";
+      const closed = { code: error.code, message: error.message };
+      const ts = stamper.now();
+      for (const approval of pending) {
+        steps.push({
+          kind: "resolve",
+          decision: { runId: run.id, toolCallId: approval.toolCallId, approved: false, by, ts },
+        });
+        steps.push(publish(stamper.event(run, {
           name: "tool_completed",
-          data: {
-            toolCallId,
-            tool,
-            error: { code: error.code, message: error.message },
-          },
-        }));
+          data: { toolCallId: approval.toolCallId, tool: approval.tool, error: closed },
+        })));
+      }
+      for (const [toolCallId, tool] of openToolCalls(log)) {
+        steps.push(publish(stamper.event(run, {
+          name: "tool_completed",
+          data: { toolCallId, tool, error: closed },
+        })));
       }
       for (const event of log) {
         if (event.name === "agent_delta") pieces += String(event.data.text ?? "");
@@ -145,19 +163,24 @@ export class LeaseKeeper {
         reply: run.reply ?? pieces,
       };
     }
-    events.push(terminalEvent(stamper, run, outcome));
-    return { userId: run.userId, runId: run.id, threadId: run.threadId, outcome: store, events };
+    steps.push(publish(terminalEvent(stamper, run, outcome)));
+    return { userId: run.userId, runId: run.id, threadId: run.threadId, outcome: store, steps };
   }
 
-  /** The run's events in the log, from its `agent_started`; undefined when unreadable. */
-  async #runEvents(run: RunRecord): Promise<UserEvent[] | undefined> {
+  /** Runs a read of the engine; undefined (reported) when it failed. */
+  async #read<T>(read: () => Promise<T>, what: string): Promise<T | undefined> {
     try {
-      const range = await this.#o.engine.readAfter(run.userId, (run.startSeq ?? 1) - 1);
-      return range.events.filter((event) => event.runId === run.id);
+      return await read();
     } catch (error) {
-      this.#o.onDependencyFailure(error, "could not read an orphaned run's events");
+      this.#o.onDependencyFailure(error, `could not read ${what}`);
       return undefined;
     }
+  }
+
+  /** The run's events in the log, from its `agent_started`. */
+  async #runEvents(run: RunRecord): Promise<UserEvent[]> {
+    const range = await this.#o.engine.readAfter(run.userId, (run.startSeq ?? 1) - 1);
+    return range.events.filter((event) => event.runId === run.id);
   }
 
   #every(ms: number, task: () => Promise<void>): void {
@@ -175,6 +198,10 @@ export class LeaseKeeper {
     };
     schedule();
   }
+}
+
+function publish(event: NewEvent): EndingStep {
+  return { kind: "publish", event };
 }
 
 /** Tool calls of a run's events that started and did not complete, by id. */

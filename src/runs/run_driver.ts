@@ -11,10 +11,11 @@ import { errorMessage } from "../_util/log.ts";
 import type { Logger } from "../_util/log.ts";
 import type { Agent, AgentStep, Turn } from "../agent/mod.ts";
 import type { EventEngine, NewEvent } from "../bus/mod.ts";
-import type { ErrorInfo, RunFailureCode, Usage } from "../protocol/mod.ts";
+import type { ApprovalDecider, ErrorInfo, RunFailureCode, Usage } from "../protocol/mod.ts";
 import type { ChatStore, RunOutcome, RunRecord } from "../store/mod.ts";
 import type { ToolRegistry } from "../tools/mod.ts";
-import type { Ending } from "./run_endings.ts";
+import { publishSteps } from "./run_endings.ts";
+import type { Ending, EndingStep } from "./run_endings.ts";
 import type { EventStamper } from "./run_events.ts";
 import { RunPublisher } from "./run_publisher.ts";
 import { ToolRunner } from "./tool_runner.ts";
@@ -46,8 +47,8 @@ export interface RunDriverDeps {
   readonly toolOutputMaxBytes: number;
   /** At most this many earlier messages of the thread are given to the agent. */
   readonly historyMessages: number;
-  /** Asks for approval of this run's calls. */
-  readonly approvals?: (run: RunRecord) => ApprovalPort;
+  /** Asks for approval of this run's calls (the gate publishes through the run's publisher). */
+  readonly approvals?: (run: RunRecord, publisher: RunPublisher) => ApprovalPort;
   /** Chosen by a `beforeRun` hook for this run. */
   readonly choice?: { readonly model?: string; readonly systemPrompt?: string };
   /** Told when the run's first reply piece was published, with the ms since it started. */
@@ -103,7 +104,7 @@ export async function driveRun(local: LocalRun, deps: RunDriverDeps): Promise<En
     publisher,
     signal,
     outputMaxBytes: deps.toolOutputMaxBytes,
-    approvals: deps.approvals?.(run),
+    approvals: deps.approvals?.(run, publisher),
   });
 
   let result: AgentResult;
@@ -124,13 +125,26 @@ export async function driveRun(local: LocalRun, deps: RunDriverDeps): Promise<En
     result.failure = { code: "unavailable", message: "The event engine became unavailable" };
   }
   const outcome = outcomeOf(local, result, publisher.reply);
-  const events: NewEvent[] = [...left];
-  const closing = closingError(local, outcome);
+  const steps: EndingStep[] = publishSteps(left);
+  const closing = closingOf(local, outcome);
+  const ts = deps.stamper.now();
   for (const call of tools.takeOpen()) {
-    events.push(toolClosed(deps.stamper, run, call, closing));
+    if (call.phase === "approval") {
+      steps.push({
+        kind: "resolve",
+        decision: {
+          runId: run.id,
+          toolCallId: call.toolCallId,
+          approved: false,
+          by: closing.decider,
+          ts,
+        },
+      });
+    }
+    steps.push({ kind: "publish", event: toolClosed(deps.stamper, run, call, closing.error) });
   }
-  events.push(terminalEvent(deps.stamper, run, outcome));
-  return { userId: run.userId, runId: run.id, threadId: run.threadId, outcome, events };
+  steps.push({ kind: "publish", event: terminalEvent(deps.stamper, run, outcome) });
+  return { userId: run.userId, runId: run.id, threadId: run.threadId, outcome, steps };
 }
 
 /** The thread's earlier turns as text, oldest first; undefined when the store failed. */
@@ -292,17 +306,26 @@ function outcomeOf(local: LocalRun, result: AgentResult, streamed: string): RunO
   };
 }
 
-/** The error an open tool call completes with when its run ends. */
-function closingError(local: LocalRun, outcome: RunOutcome): ErrorInfo {
+/**
+ * How an open tool call is closed when its run ends: the decider of a pending approval and
+ * the error its `tool_completed` carries.
+ */
+function closingOf(
+  local: LocalRun,
+  outcome: RunOutcome,
+): { decider: ApprovalDecider; error: ErrorInfo } {
   if (local.stopReason === "cancelled") {
-    return { code: "cancelled", message: "The run was cancelled" };
+    return { decider: "cancelled", error: { code: "cancelled", message: "The run was cancelled" } };
   }
-  if (local.stopReason === "shutdown") return SHUTDOWN_ERROR;
+  if (local.stopReason === "shutdown") return { decider: "shutdown", error: SHUTDOWN_ERROR };
   return {
-    code: "run_ended",
-    message: outcome.status === "failed"
-      ? `The run failed (${outcome.error.code}) before the call completed`
-      : "The run ended before the call completed",
+    decider: "cancelled",
+    error: {
+      code: "run_ended",
+      message: outcome.status === "failed"
+        ? `The run failed (${outcome.error.code}) before the call completed`
+        : "The run ended before the call completed",
+    },
   };
 }
 

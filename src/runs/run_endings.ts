@@ -9,8 +9,16 @@
  * @module
  */
 import { DependencyUnavailableError } from "../_util/dependency_unavailable_error.ts";
-import type { EventEngine, NewEvent, PublishResult } from "../bus/mod.ts";
+import type { ApprovalDecision, EventEngine, NewEvent, PublishResult } from "../bus/mod.ts";
 import type { ChatStore, RunOutcome } from "../store/mod.ts";
+
+/**
+ * One step of an ending: publish an event, or decide a pending approval (the run's end is a
+ * decision like any other: the first one wins, and is published in the same atomic step).
+ */
+export type EndingStep =
+  | { readonly kind: "publish"; readonly event: NewEvent }
+  | { readonly kind: "resolve"; readonly decision: ApprovalDecision };
 
 /** A run being ended: what is left to do, in order. */
 export interface Ending {
@@ -19,14 +27,22 @@ export interface Ending {
   readonly threadId: string;
   /** Set while the terminal status is not stored yet. */
   outcome?: RunOutcome;
-  /** Events still to publish, the terminal one last (an `agent_started` first for an orphan). */
-  readonly events: NewEvent[];
+  /**
+   * What is still to do, the terminal event last: events the run could not publish, pending
+   * approvals to decide, open tool calls to complete (an `agent_started` first for an orphan).
+   */
+  readonly steps: EndingStep[];
+}
+
+/** Wraps events as publish steps. */
+export function publishSteps(events: readonly NewEvent[]): EndingStep[] {
+  return events.map((event) => ({ kind: "publish", event }));
 }
 
 /** Options of {@link RunEndings}. */
 export interface RunEndingsOptions {
   readonly store: Pick<ChatStore, "finishRun" | "recordRunStart" | "recordRunEnd">;
-  readonly engine: Pick<EventEngine, "publish">;
+  readonly engine: Pick<EventEngine, "publish" | "resolveApproval">;
   /** Told when a dependency failed (readiness probes it again at once). */
   readonly onDependencyFailure: (error: unknown, what: string) => void;
   /** Told once per run whose terminal status this instance stored. */
@@ -99,8 +115,20 @@ export class RunEndings {
       this.#o.onStored?.(ending, ending.outcome);
       ending.outcome = undefined;
     }
-    while (ending.events.length > 0) {
-      const event = ending.events[0];
+    while (ending.steps.length > 0) {
+      const step = ending.steps[0];
+      if (step.kind === "resolve") {
+        try {
+          // Whatever the outcome (won, already decided, run or request gone), it is settled.
+          await engine.resolveApproval(ending.userId, step.decision);
+        } catch (error) {
+          this.#o.onDependencyFailure(error, "could not resolve an approval");
+          return; // retried once the engine is back
+        }
+        ending.steps.shift();
+        continue;
+      }
+      const event = step.event;
       let result: PublishResult;
       try {
         result = await engine.publish(ending.userId, event);
@@ -108,17 +136,20 @@ export class RunEndings {
         this.#o.onDependencyFailure(error, "could not publish a run's end");
         return; // retried once the engine is back
       }
-      ending.events.shift();
+      ending.steps.shift();
       if (!result.published) {
-        // The engine already holds this run's terminal event (published before a crash).
-        if (result.endSeq !== undefined) await this.#recordEnd(ending, result.endSeq);
+        // The engine already holds this run's terminal event (published before a crash), or
+        // the run's thread was deleted: nothing more of it goes out.
+        if (result.reason === "run_ended" && result.endSeq !== undefined) {
+          await this.#recordEnd(ending, result.endSeq);
+        }
         this.#endings.delete(ending.runId);
         return;
       }
       if (event.name === "agent_started") {
         await store.recordRunStart(ending.userId, ending.runId, result.event.seq).catch(() => {});
       }
-      if (ending.events.length === 0) await this.#recordEnd(ending, result.event.seq);
+      if (ending.steps.length === 0) await this.#recordEnd(ending, result.event.seq);
     }
     this.#endings.delete(ending.runId);
   }

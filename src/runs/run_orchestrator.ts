@@ -11,10 +11,17 @@ import { errorMessage } from "../_util/log.ts";
 import type { Logger } from "../_util/log.ts";
 import type { Agent } from "../agent/mod.ts";
 import type { EventEngine, PublishResult } from "../bus/mod.ts";
-import type { CancelOutcome, ChatOutcome, Principal, RunService } from "../connection/mod.ts";
-import type { ChatFrame, RunStatus, Usage } from "../protocol/mod.ts";
+import type {
+  ApproveOutcome,
+  CancelOutcome,
+  ChatOutcome,
+  Principal,
+  RunService,
+} from "../connection/mod.ts";
+import type { ApproveFrame, ChatFrame, RunStatus, Usage } from "../protocol/mod.ts";
 import type { ChatStore, RunOutcome, RunRecord } from "../store/mod.ts";
 import type { ToolRegistry } from "../tools/mod.ts";
+import { ApprovalGate } from "./approval_gate.ts";
 import { LeaseKeeper } from "./lease_keeper.ts";
 import { driveRun } from "./run_driver.ts";
 import type { LocalRun, StopReason } from "./run_driver.ts";
@@ -67,6 +74,10 @@ export interface RunOrchestratorOptions {
   readonly historyMessages?: number;
   /** Runs one user may have in flight (0: no limit); one more gets `too_many_runs`. @default 0 */
   readonly maxActiveRunsPerUser?: number;
+  /** How long a tool call waits for a person's approval. @default 300000 */
+  readonly approvalTimeoutMs?: number;
+  /** How long deleting a thread waits for its run in flight to end after cancelling it. @default 5000 */
+  readonly deleteWaitMs?: number;
   /** Told the dependency (from the error) when a call to it failed, so readiness probes again. */
   readonly onDependencyFailure?: (dependency: string) => void;
   readonly observer?: RunObserver;
@@ -245,6 +256,86 @@ export class RunOrchestrator implements RunService {
     return { ok: true };
   }
 
+  async approve(principal: Principal, frame: ApproveFrame): Promise<ApproveOutcome> {
+    const userId = principal.userId;
+    let run: RunRecord | null;
+    try {
+      run = await this.#o.store.getRun(userId, frame.runId);
+    } catch (error) {
+      this.#dependencyFailed(error, "could not read a run");
+      return refuse("unavailable", "The store is unavailable; try again");
+    }
+    if (run === null) return refuse("not_found", "Run not found");
+    if (run.status !== "running") return refuse("run_finished", `Run already ${run.status}`);
+    let result;
+    try {
+      result = await this.#o.engine.resolveApproval(userId, {
+        runId: frame.runId,
+        toolCallId: frame.toolCallId,
+        approved: frame.approved,
+        by: "user",
+        ...(frame.reason === undefined ? {} : { reason: frame.reason }),
+        ts: this.#stamper.now(),
+      });
+    } catch (error) {
+      this.#dependencyFailed(error, "could not record an approval");
+      return refuse("unavailable", "The event engine is unavailable; try again");
+    }
+    switch (result.outcome) {
+      case "resolved":
+        return { ok: true };
+      case "already":
+        // A client resends its answer after a reconnect: the same answer is no error.
+        return result.by === "user" && result.approved === frame.approved
+          ? { ok: true }
+          : refuse("already_resolved", `Already decided (${result.by})`);
+      case "run_ended":
+        return refuse("run_finished", "The run has ended");
+      case "not_found":
+        return refuse("not_found", "No such approval request in this run");
+      case "not_expired":
+        return refuse("unavailable", "Could not record the answer; try again");
+    }
+  }
+
+  /**
+   * Deletes one of the user's threads: a run in flight on it is cancelled first and given a
+   * moment to end, then the thread, its messages and runs are deleted and its events purged
+   * from the user's log, so they are never replayed again.
+   *
+   * @returns false when the thread is not the user's.
+   * @throws {DependencyUnavailableError} when the store or the engine cannot be reached.
+   */
+  async deleteThread(userId: string, threadId: string): Promise<boolean> {
+    const { store, engine } = this.#o;
+    const page = await store.listMessages(userId, threadId, { limit: 2 });
+    if (page === null) return false;
+    const running = page.items.find((message) => message.runStatus === "running")?.runId;
+    if (running !== undefined) {
+      await this.cancel({ userId, exp: 0 }, running).catch(() => undefined);
+      await this.#whenEnded(userId, running, this.#o.deleteWaitMs ?? 5_000);
+    }
+    const deleted = await store.deleteThread(userId, threadId);
+    if (deleted) await engine.purgeThread(userId, threadId);
+    return deleted;
+  }
+
+  /** Resolves once the run is no longer running here or in the store, or after `ms`. */
+  async #whenEnded(userId: string, runId: string, ms: number): Promise<void> {
+    const deadline = this.#o.clock.now() + ms;
+    while (this.#o.clock.now() < deadline) {
+      const local = this.#local.get(runId);
+      if (local) {
+        await local.done;
+        if (!this.#endings.has(runId)) return;
+      } else {
+        const run = await this.#o.store.getRun(userId, runId);
+        if (run === null || (run.status !== "running" && run.endSeq !== null)) return;
+      }
+      await new Promise<void>((resolve) => this.#o.clock.setTimer(resolve, 50));
+    }
+  }
+
   // ---- draining -----------------------------------------------------------------------------
 
   /**
@@ -312,6 +403,16 @@ export class RunOrchestrator implements RunService {
       flushMs: this.#o.streamFlushMs ?? 40,
       toolOutputMaxBytes: this.#o.toolOutputMaxBytes ?? 16_384,
       historyMessages: this.#o.historyMessages ?? 50,
+      approvals: (run, publisher) =>
+        new ApprovalGate(run, {
+          engine: this.#o.engine,
+          publisher,
+          clock: this.#o.clock,
+          stamper: this.#stamper,
+          log: this.#o.log,
+          timeoutMs: this.#o.approvalTimeoutMs ?? 300_000,
+          onDependencyFailure: (error, what) => this.#dependencyFailed(error, what),
+        }),
       onFirstPiece: (ms) => this.#o.observer?.onFirstPiece?.(ms, this.#provider),
       onDependencyFailure: (error, what) => this.#dependencyFailed(error, what),
     });
@@ -361,7 +462,7 @@ export class RunOrchestrator implements RunService {
           error: { code: "unavailable", message: "The event engine was unavailable" },
           reply: "",
         },
-        events: [],
+        steps: [],
       });
     }
   }

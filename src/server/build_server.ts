@@ -14,7 +14,7 @@ import { createDemoTools, DemoAgent } from "../agent/mod.ts";
 import type { Agent } from "../agent/mod.ts";
 import { createLlmAgent } from "../agent/llm/mod.ts";
 import { RunOrchestrator } from "../runs/mod.ts";
-import { ToolRegistry } from "../tools/mod.ts";
+import { ToolRegistry, ToolRegistryError } from "../tools/mod.ts";
 import { DevTokenIssuer, JwtVerifier, randomSecret } from "../auth/mod.ts";
 import type { VerificationKey } from "../auth/mod.ts";
 import type { EventEngine } from "../bus/mod.ts";
@@ -166,7 +166,15 @@ export async function buildServer(
         stepDelayMs: config.agent.stepDelayMs,
         thinkingSteps: config.agent.thinkingSteps,
       }));
-  const tools = new ToolRegistry(createDemoTools({ clock, workMs: config.agent.stepDelayMs }));
+  let tools: ToolRegistry;
+  try {
+    tools = new ToolRegistry(createDemoTools({ clock, workMs: config.agent.stepDelayMs }), {
+      requireApproval: config.llm.toolsRequireApproval,
+    });
+  } catch (error) {
+    if (!(error instanceof ToolRegistryError)) throw error;
+    throw new StartupError(`Invalid configuration: TOOLS_REQUIRE_APPROVAL ${error.message}`);
+  }
   // Read only at render time, once everything below exists.
   const metrics: ServerMetrics = new ServerMetrics({
     openConnections: () => registry.size,
@@ -189,6 +197,7 @@ export async function buildServer(
     streamFlushMs: config.llm.streamFlushMs,
     toolOutputMaxBytes: config.llm.toolOutputMaxBytes,
     maxActiveRunsPerUser: config.llm.maxActiveRunsPerUser,
+    approvalTimeoutMs: config.llm.toolApprovalTimeoutMs,
     onDependencyFailure: (name) => readiness.reportFailure(name),
     observer: {
       onRunStarted: () => metrics.runsTotal.inc({ status: "started" }),
@@ -265,9 +274,7 @@ export async function buildServer(
   const page = await loadPage();
   const app = createApp({
     store,
-    // TODO(#11): the orchestrator's delete, which cancels a run in flight and purges the
-    // thread's events from the engine, replaces this store-only delete.
-    threads: { delete: (userId, threadId) => store.deleteThread(userId, threadId) },
+    threads: { delete: (userId, threadId) => orchestrator.deleteThread(userId, threadId) },
     engine,
     verifier,
     devTokens,

@@ -84,6 +84,7 @@ const actor = new ConnectionActor({
   runs: {
     startChat: () => Promise.reject(new Error("not in this bench")),
     cancel: () => Promise.reject(new Error("not in this bench")),
+    approve: () => Promise.reject(new Error("not in this bench")),
   },
   verifier,
   gate,

@@ -212,7 +212,9 @@ Deno.test("AGENT=llm: an instance killed mid-stream has its run ended interrupte
   owner.send({ type: "chat", id: "c1", text: "go" });
   const ack = await owner.nextOf("ack");
   await hold.reached;
-  await watcher.eventsUntil((e) => e.name === "agent_delta");
+  // Both pieces published (the second may wait out the flush window) before the kill.
+  let seen = "";
+  await watcher.eventsUntil((e) => (seen += pieces([e])) === "Partial answer");
   await doomed.stop("SIGKILL");
   const rest = await watcher.eventsUntil(isTerminal, 30_000);
   const terminal = rest.at(-1)!;

@@ -20,6 +20,8 @@ Deno.test("loadLlmConfig() stays on the demo agent with the default run limits w
     streamFlushMs: 40,
     toolOutputMaxBytes: 16_384,
     maxActiveRunsPerUser: 4,
+    toolApprovalTimeoutMs: 300_000,
+    toolsRequireApproval: [],
   });
   assert.equal(loadConfig(env({})).llm.agent, "demo");
 });
@@ -58,6 +60,8 @@ Deno.test("loadLlmConfig() reads every variable when set", () => {
     STREAM_FLUSH_MS: "0",
     TOOL_OUTPUT_MAX_BYTES: "1024",
     MAX_ACTIVE_RUNS_PER_USER: "0",
+    TOOL_APPROVAL_TIMEOUT_MS: "60000",
+    TOOLS_REQUIRE_APPROVAL: " calculator, refund_order,calculator ",
   }));
   assert.deepEqual(config, {
     agent: "llm",
@@ -75,7 +79,30 @@ Deno.test("loadLlmConfig() reads every variable when set", () => {
     streamFlushMs: 0,
     toolOutputMaxBytes: 1024,
     maxActiveRunsPerUser: 0,
+    toolApprovalTimeoutMs: 60_000,
+    toolsRequireApproval: ["calculator", "refund_order"],
   });
+});
+
+Deno.test("loadConfig() refuses an approval timeout not below the event retention age", () => {
+  assert.throws(
+    () => loadConfig(env({ TOOL_APPROVAL_TIMEOUT_MS: "3600000" })),
+    (error: unknown) =>
+      error instanceof ConfigError && error.variable === "TOOL_APPROVAL_TIMEOUT_MS" &&
+      /EVENT_RETENTION_SECONDS=3600/.test(error.message) && !error.message.includes("\n"),
+  );
+  assert.equal(
+    loadConfig(env({ TOOL_APPROVAL_TIMEOUT_MS: "3600000", EVENT_RETENTION_SECONDS: "7200" }))
+      .llm.toolApprovalTimeoutMs,
+    3_600_000,
+  );
+});
+
+Deno.test("loadLlmConfig() refuses a TOOLS_REQUIRE_APPROVAL entry that is no tool name", () => {
+  assert.equal(
+    configError({ TOOLS_REQUIRE_APPROVAL: "calculator,rm -rf" }).variable,
+    "TOOLS_REQUIRE_APPROVAL",
+  );
 });
 
 Deno.test("loadLlmConfig() sends openai and anthropic to their official API unless LLM_BASE_URL names a proxy", () => {

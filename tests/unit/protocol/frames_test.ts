@@ -18,6 +18,19 @@ Deno.test("parseClientFrame() accepts each client frame", () => {
     ok: true,
     frame: { type: "cancel", runId: "r1" },
   });
+  assert.deepEqual(
+    parseClientFrame(
+      '{"type":"approve","runId":"r1","toolCallId":"tc1","approved":false,"reason":"no"}',
+    ),
+    {
+      ok: true,
+      frame: { type: "approve", runId: "r1", toolCallId: "tc1", approved: false, reason: "no" },
+    },
+  );
+  assert.deepEqual(
+    parseClientFrame('{"type":"approve","runId":"r1","toolCallId":"tc1","approved":true}'),
+    { ok: true, frame: { type: "approve", runId: "r1", toolCallId: "tc1", approved: true } },
+  );
   assert.deepEqual(parseClientFrame('{"type":"refresh","token":"t"}'), {
     ok: true,
     frame: { type: "refresh", token: "t" },
@@ -90,4 +103,25 @@ Deno.test("parseClientFrame() survives deeply nested and very large input", () =
   assert.equal(parseClientFrame(nested).ok, false);
   const big = JSON.stringify({ type: "chat", id: "c", text: "x".repeat(1_000_000) });
   assert.equal(parseClientFrame(big).ok, true);
+});
+
+Deno.test("parseClientFrame() refuses a bad approve with invalid_field and the toolCallId as ref", () => {
+  const bad = (frame: unknown) => parseClientFrame(JSON.stringify(frame));
+  const base = { type: "approve", runId: "r1", toolCallId: "tc1", approved: true };
+  assert.deepEqual(bad({ ...base, approved: "yes" }), {
+    ok: false,
+    code: "invalid_field",
+    message: 'Field "approved" must be a boolean, received the string "yes"',
+    ref: "tc1",
+  });
+  const noRun = bad({ ...base, runId: "" });
+  assert.deepEqual([noRun.ok, !noRun.ok && noRun.ref], [false, "tc1"]);
+  const noCall = bad({ ...base, toolCallId: 7 });
+  assert.deepEqual([noCall.ok, !noCall.ok && noCall.code, !noCall.ok && noCall.ref], [
+    false,
+    "invalid_field",
+    undefined,
+  ]);
+  const long = bad({ ...base, reason: "x".repeat(2_001) });
+  assert.equal(long.ok ? "" : long.code, "invalid_field");
 });
