@@ -30,7 +30,7 @@ import type { Listener } from "./emitter.ts";
 import { ClientClosedError } from "./errors.ts";
 import { apiBaseFor, HistoryApi } from "./history.ts";
 import type { HistoryMessage, HistoryPage, PageOptions, ThreadSummary } from "./history.ts";
-import { DEFAULT_MAX_FRAME_BYTES } from "./outgoing_frame.ts";
+import { DEFAULT_MAX_FRAME_BYTES } from "./frame_size.ts";
 import { RunRegistry } from "./run_registry.ts";
 import type { ChatOptions } from "./run_registry.ts";
 import { StreamCursor } from "./stream_cursor.ts";

@@ -63,8 +63,7 @@ export type { ApprovalRefusalCode, ChatRefusalCode } from "./errors.ts";
 export { HistoryRequestError, MAX_TITLE_LENGTH } from "./history.ts";
 export type { HistoryMessage, HistoryPage, PageOptions, ThreadSummary } from "./history.ts";
 export { jwtExpiry } from "./jwt_expiry.ts";
-export { DEFAULT_MAX_FRAME_BYTES, frameBytes } from "./outgoing_frame.ts";
-export type { ApproveFrame, OutgoingFrame } from "./outgoing_frame.ts";
+export { DEFAULT_MAX_FRAME_BYTES, frameBytes } from "./frame_size.ts";
 export type {
   ApprovalResolution,
   RunEnding,

@@ -8,7 +8,15 @@
  * @module
  */
 import { isTerminalEventName } from "../protocol/mod.ts";
-import type { AckFrame, ErrorFrame, EventFrame, ReadyFrame, RunStatus } from "../protocol/mod.ts";
+import type {
+  AckFrame,
+  ApproveFrame,
+  ClientFrame,
+  ErrorFrame,
+  EventFrame,
+  ReadyFrame,
+  RunStatus,
+} from "../protocol/mod.ts";
 import { backoffDelay } from "./backoff.ts";
 import type { BackoffOptions } from "./backoff.ts";
 import { TrackedRun } from "./chat_run.ts";
@@ -22,15 +30,14 @@ import {
 } from "./errors.ts";
 import { historyVerdict } from "./history.ts";
 import type { HistoryApi, HistoryVerdict } from "./history.ts";
-import { frameBytes } from "./outgoing_frame.ts";
-import type { ApproveFrame, OutgoingFrame } from "./outgoing_frame.ts";
+import { frameBytes } from "./frame_size.ts";
 import type { TimerGroup } from "./timer_group.ts";
 import type { TimerHandle } from "./timers.ts";
 
 /** The connection as the registry uses it. */
 export interface RunConnection {
   /** Sends a frame on the ready connection; `false` when not ready (nothing is sent). */
-  send(frame: OutgoingFrame): boolean;
+  send(frame: ClientFrame): boolean;
   /** The current connection's `ready`, while it is ready. */
   current(): ReadyFrame | undefined;
   /** The server's frame limit, in bytes (the last `ready`'s, or the default). */

@@ -9,7 +9,7 @@
  * @module
  */
 import { closeActionFor, PROTOCOL_V1 } from "../protocol/mod.ts";
-import type { ReadyFrame, ResumePosition, ServerFrame } from "../protocol/mod.ts";
+import type { ClientFrame, ReadyFrame, ResumePosition, ServerFrame } from "../protocol/mod.ts";
 import { backoffDelay } from "./backoff.ts";
 import type { BackoffOptions } from "./backoff.ts";
 import type { ClientSocket, SocketFactory } from "./client_socket.ts";
@@ -20,7 +20,6 @@ import { KeepAlive } from "./keep_alive.ts";
 import type { TimerGroup } from "./timer_group.ts";
 import type { TimerHandle } from "./timers.ts";
 import type { TokenSource } from "./token_source.ts";
-import type { OutgoingFrame } from "./outgoing_frame.ts";
 
 /** A state change. */
 export interface StateChange {
@@ -139,7 +138,7 @@ export class Transport {
    *
    * @returns `false` when not ready (nothing is sent).
    */
-  send(frame: OutgoingFrame): boolean {
+  send(frame: ClientFrame): boolean {
     const socket = this.#socket;
     if (this.#state !== "ready" || !socket?.isOpen) return false;
     socket.send(JSON.stringify(frame));

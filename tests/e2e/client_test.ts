@@ -305,6 +305,26 @@ Deno.test("a chat over the frame limit is refused locally, and the connection st
   await client.close();
 });
 
+Deno.test("ChatRun.approve() answers a tool's approval request, and the run goes on", async () => {
+  await using server = await InProcessServer.start({ TOOLS_REQUIRE_APPROVAL: "calculator" });
+  const client = clientFor(server.wsUrl, { token: await server.token("quinn") });
+  const pending = nextEvent(client, "approvals", (list) => list.length > 0);
+  const run = client.chat("what is 6*7");
+  const [approval] = await pending;
+  assert.equal(approval.run, run);
+  assert.equal(approval.tool, "calculator");
+  assert.deepEqual(run.toolCalls.map((c) => c.status), ["awaiting_approval"]);
+  const decided = await within(run.approve(approval.toolCallId, true), "the decision");
+  assert.deepEqual(decided, { approved: true, by: "user" });
+  assert.match(await within(run.reply, "the reply"), /42/);
+  assert.deepEqual(run.toolCalls.map((c) => [c.status, c.approval?.resolution?.approved]), [[
+    "completed",
+    true,
+  ]]);
+  assert.deepEqual(client.pendingApprovals, []);
+  await client.close();
+});
+
 Deno.test("the thread helpers list, open, rename and delete the caller's threads", async () => {
   await using server = await InProcessServer.start();
   const client = clientFor(server.wsUrl, { token: await server.token("petra") });

@@ -7,18 +7,17 @@ import type {
   ChatRun,
   HistoryMessage,
   HistoryPage,
-  OutgoingFrame,
   PendingApproval,
 } from "../../../src/client/mod.ts";
-import type { ReadyFrame } from "../../../src/protocol/mod.ts";
+import type { ClientFrame, ReadyFrame } from "../../../src/protocol/mod.ts";
 import { eventFrame, ManualTimers, readyFrame, settle } from "./_fakes.ts";
 
 /** A connection the test opens and closes; frames sent while open are kept. */
 class FakeConnection implements RunConnection {
-  sent: OutgoingFrame[] = [];
+  sent: ClientFrame[] = [];
   ready?: ReadyFrame;
   limit = 65_536;
-  send(frame: OutgoingFrame): boolean {
+  send(frame: ClientFrame): boolean {
     if (!this.ready) return false;
     this.sent.push(frame);
     return true;
@@ -30,7 +29,7 @@ class FakeConnection implements RunConnection {
     return this.limit;
   }
   /** Frames sent since the last call. */
-  take(): OutgoingFrame[] {
+  take(): ClientFrame[] {
     return this.sent.splice(0);
   }
 }
