@@ -163,8 +163,6 @@ function statusText(turn: Turn): string | undefined {
       return turn.steps.length === 0 ? "starting…" : "working…";
     case "completed":
       return undefined;
-    case "unknown":
-      return "ended without a reply (failed or cancelled)";
     case "cancelled":
       return "cancelled";
     default:
