@@ -63,7 +63,8 @@ export interface AppDeps {
 /** The connection info Deno passes to a serve handler. */
 export interface ServeInfo {
   readonly remoteAddr: {
-    readonly hostname: string;
+    /** Absent for a Unix socket (never loopback for the dev-token rule). */
+    readonly hostname?: string;
     readonly port?: number;
     readonly transport?: string;
   };

@@ -36,6 +36,8 @@ export interface RunChoice {
   readonly model?: string;
   /** Given to the agent as `request.systemPrompt` (at most 100000 characters). */
   readonly systemPrompt?: string;
+  /** Never set: lets `cond ? { refuse } : {}` type-check. */
+  readonly refuse?: undefined;
 }
 
 /** Refuses the chat: it answers an `error` frame with code `refused` and nothing is kept. */
@@ -164,7 +166,10 @@ export function checkDecision(decision: unknown): BeforeRunVerdict {
   if (typeof decision !== "object" || Array.isArray(decision)) {
     return invalid(`expected an object or nothing, received ${describe(decision)}`);
   }
-  const record = decision as Record<string, unknown>;
+  // A field set to undefined counts as absent, as in JSON.
+  const record = Object.fromEntries(
+    Object.entries(decision).filter(([, value]) => value !== undefined),
+  );
   if ("refuse" in record) {
     const extra = Object.keys(record).filter((key) => key !== "refuse");
     if (extra.length > 0) return invalid(`"refuse" cannot come with "${extra[0]}"`);

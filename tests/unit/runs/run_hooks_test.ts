@@ -24,6 +24,11 @@ function recordingLog() {
 
 Deno.test("checkDecision() lets nothing, a choice and a well-formed refusal through", () => {
   assert.deepEqual(checkDecision(undefined), { kind: "go", choice: {} });
+  assert.deepEqual(checkDecision({}), { kind: "go", choice: {} });
+  assert.deepEqual(checkDecision({ refuse: undefined, model: "m" }), {
+    kind: "go",
+    choice: { model: "m" },
+  });
   assert.deepEqual(checkDecision({ model: "m", systemPrompt: "Be brief." }), {
     kind: "go",
     choice: { model: "m", systemPrompt: "Be brief." },
