@@ -101,10 +101,8 @@ export async function buildServer(
   const production = config.appEnv === "production";
 
   // Each folder builds its own part from its settings: a new store, engine or agent is one
-  // file in its folder and one line in that folder's factory.
-  const store = options.store ?? await createStore(config, { clock, log });
-  const engine = options.engine ?? await createEngine(config, { clock, log });
-  // Tools are checked first: a bad one must not leave a store or engine connection open.
+  // file in its folder and one line in that folder's factory. What can still be refused (a
+  // tool, a key) comes before the store and the engine, so a refusal leaves no connection open.
   const tools = toolRegistry(options.tools ?? defaultTools(config, options, clock), {
     requireApproval: config.llm.toolsRequireApproval,
     naming,
@@ -115,6 +113,8 @@ export async function buildServer(
   }).catch((error: Error) => {
     throw naming.error("jwt.publicKey", error.message.replace(/^JWT_PUBLIC_KEY /, ""));
   });
+  const store = options.store ?? await createStore(config, { clock, log });
+  const engine = options.engine ?? await createEngine(config, { clock, log });
   const agent = options.agent ?? createAgent({ ...config.llm, ...config.agent }, { clock, log });
   // Test-only knobs (refused in production) bend these parts here and nowhere else.
   const { verifier, handshakeEngine, guards } = applyTestSeams(config.testing, {
