@@ -72,7 +72,7 @@ export interface ServeInfo {
 
 type Env = { Bindings: ServeInfo };
 
-/** Default and largest page size of the REST listings (SPEC §2). */
+/** Default and largest page size of the REST listings (docs/protocol.md#rest). */
 export const PAGE_LIMITS = { default: 50, max: 200 } as const;
 
 /**
