@@ -255,7 +255,7 @@ Deno.test("SIGTERM drains an example: the run in flight ends, the socket closes 
   const app = await ExampleProcess.start("deno_serve.ts");
   try {
     const client = await app.client("alice");
-    const words = Array.from({ length: 12 }, (_, i) => `w${i}`).join(" ");
+    const words = Array.from({ length: 20 }, (_, i) => `w${i}`).join(" ");
     client.send({ type: "chat", id: "c1", text: words });
     const ack = await client.nextOf("ack");
     const before = await client.eventsUntil((e) => e.name === "agent_delta");
