@@ -143,7 +143,8 @@ async function newBrowserPage(
   browser: Browser | BrowserContext,
   viewport = DESKTOP,
 ): Promise<{ page: Page; probe: PageProbe }> {
-  const page = await browser.newPage({ viewport });
+  const page = await browser.newPage();
+  await page.setViewportSize(viewport); // a context's newPage() takes no viewport of its own
   return { page, probe: new PageProbe(page) };
 }
 
@@ -214,6 +215,8 @@ Deno.test({
       gate.release();
       await waitForTurn(page, greeting, { status: "completed", reply: "Hello, world." });
       assert.ok(await page.locator("#send").isVisible());
+      // For screen readers: the end of the reply is said, not each of its pieces.
+      assert.equal(await page.locator("#announcer").textContent(), "The reply is complete.");
       await reasoning.locator("summary").click();
       assert.equal(await reasoning.getAttribute("open"), "");
       console.log(`screenshot: ${await screenshot(page, "page-desktop-reasoning.png")}`);
@@ -365,12 +368,31 @@ Deno.test({
       const item = page.locator(`li.thread[data-thread-id="${greetingThread}"]`);
       await item.locator(".thread-open").click();
       await waitForTurn(page, greeting, { status: "completed" });
-      await item.locator(".thread-more").click();
-      await item.locator('.menu [role="menuitem"]', { hasText: "Rename" }).click();
-      const input = item.locator(".rename input");
+      // The menu from the keyboard: Enter opens it on its first item, arrows move, Escape
+      // closes it and gives the focus back to its button.
+      await tabTo(page, `li.thread[data-thread-id="${greetingThread}"] .thread-more`, {
+        backwards: true,
+        maxPresses: 80,
+      });
+      await page.keyboard.press("Enter");
+      await item.locator('[role="menuitem"]:focus', { hasText: "Rename" }).waitFor({
+        timeout: WAIT_MS,
+      });
+      await page.keyboard.press("ArrowDown");
+      await item.locator('[role="menuitem"]:focus', { hasText: "Delete" }).waitFor({
+        timeout: WAIT_MS,
+      });
+      await page.keyboard.press("Escape");
+      await item.locator(".menu").waitFor({ state: "hidden", timeout: WAIT_MS });
+      await item.locator(".thread-more:focus").waitFor({ timeout: WAIT_MS });
+      await page.keyboard.press("Enter");
+      await page.keyboard.press("Enter"); // Rename
+      const input = item.locator(".rename input:focus");
+      await input.waitFor({ timeout: WAIT_MS });
       assert.equal(await input.inputValue(), greeting);
-      await input.fill("Greetings");
-      await input.press("Enter");
+      await page.keyboard.type("Greetings"); // the old title is selected: typing replaces it
+      await page.keyboard.press("Enter");
+      await item.locator(".thread-open:focus").waitFor({ timeout: WAIT_MS });
       await item.locator(".thread-title", { hasText: exactly("Greetings") }).waitFor({
         timeout: WAIT_MS,
       });
@@ -437,7 +459,7 @@ Deno.test({
     await using browser = await launchChromium(CHROMIUM!);
     const context = await browser.newContext({ viewport: DESKTOP });
     const { page, probe } = await newBrowserPage(context);
-    const { page: other, probe: otherProbe } = await newBrowserPage(context);
+    const { page: other, probe: otherProbe } = await newBrowserPage(context, PHONE);
     await openPage(page, server.url);
     await openPage(other, server.url);
 
@@ -469,6 +491,8 @@ Deno.test({
         timeout: WAIT_MS,
       });
       console.log(`screenshot: ${await screenshot(page, "page-approval-desktop.png")}`);
+      console.log(`screenshot: ${await screenshot(other, "page-approval-phone.png")}`);
+      assert.equal(await horizontalOverflow(other), 0);
 
       await other.locator("article.approval input").fill("not today");
       await other.locator("article.approval button.deny").click();

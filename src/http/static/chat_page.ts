@@ -14,7 +14,9 @@
  * @module
  */
 import { ChatRefusedError, connect, Conversation } from "../../client/mod.ts";
+import { asRunEvent } from "../../protocol/mod.ts";
 import type { AgentSocketClient, ClientState } from "../../client/mod.ts";
+import { announcementFor } from "./announcement.ts";
 import { ApprovalCards } from "./approval_cards.ts";
 import { failureText } from "./failure_text.ts";
 import { byId, document, page } from "./page_dom.ts";
@@ -41,6 +43,8 @@ const view = {
   turns: byId("turns"),
   empty: byId("empty"),
   loading: byId("loading"),
+  older: byId("older"),
+  announcer: byId("announcer"),
   approvals: byId("approvals"),
   notice: byId("notice"),
   composer: byId("composer"),
@@ -133,6 +137,8 @@ class ChatPage {
   #loading = false;
   #notice?: string;
   #stickToEnd = false;
+  /** Events up to this seq were sent before the current connection was ready (a replay). */
+  #liveAfter = Infinity;
   #phone = page.matchMedia(PHONE_QUERY);
 
   constructor(client: AgentSocketClient) {
@@ -229,14 +235,21 @@ class ChatPage {
       }
     });
     client.on("ready", (ready) => {
+      this.#liveAfter = ready.seq;
       view.user.textContent = ready.userId;
       view.position.textContent = `${ready.resumed ? "resumed" : "connected"} at seq ${ready.seq}`;
       void this.#threads.refresh(); // threads begun or renamed while away
     });
     client.on("reset", () => void this.#threads.refresh());
-    client.on("event", (event) => {
-      view.position.textContent = `seq ${event.seq}`;
+    client.on("event", (frame) => {
+      view.position.textContent = `seq ${frame.seq}`;
       this.#schedule(); // the list's "replying" marks follow the runs
+      const event = asRunEvent(frame);
+      if (!event || event.seq <= this.#liveAfter) return; // a replay: said before, if at all
+      const here = event.threadId === this.#conversation.threadId;
+      if (!here && event.name !== "tool_approval_requested") return;
+      const sentence = announcementFor(event);
+      if (sentence) view.announcer.textContent = sentence;
     });
     client.on("run", (run) => {
       // A thread begun in another tab (or by this one's first message).
@@ -270,6 +283,7 @@ class ChatPage {
       const text = event.target?.dataset?.text;
       if (text) this.#ask(text);
     });
+    view.older.addEventListener("click", () => void this.#showOlder());
     view.toggleThreads.addEventListener("click", () => this.#setDrawer(!this.#drawerOpen));
     view.closeThreads.addEventListener("click", () => this.#setDrawer(false));
     view.backdrop.addEventListener("click", () => this.#setDrawer(false));
@@ -287,6 +301,23 @@ class ChatPage {
     });
     // Another tab may have renamed or deleted a thread: there is no event for that.
     page.addEventListener("focus", () => void this.#threads.refresh());
+  }
+
+  /** Puts the previous page of history first, keeping what is on screen where it was. */
+  async #showOlder(): Promise<void> {
+    const conversation = this.#conversation;
+    const scroller = view.timeline;
+    const fromBottom = scroller.scrollHeight - scroller.scrollTop;
+    view.older.disabled = true;
+    try {
+      await conversation.loadOlder();
+    } catch (error) {
+      this.#showNotice(`Could not load older messages: ${(error as Error).message}`);
+    }
+    view.older.disabled = false;
+    if (conversation !== this.#conversation) return;
+    this.#render();
+    scroller.scrollTop = scroller.scrollHeight - fromBottom;
   }
 
   #askFromComposer(): void {
@@ -373,6 +404,7 @@ class ChatPage {
       this.#timeline.scrollToEnd();
     }
     view.loading.hidden = !(this.#loading && turns.length === 0);
+    view.older.hidden = !conversation.hasOlder;
     view.empty.hidden = turns.length > 0 || this.#loading || threadId !== undefined;
     const sendHadFocus = document.activeElement === view.send;
     const stopHadFocus = document.activeElement === view.stop;
