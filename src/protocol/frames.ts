@@ -1,5 +1,5 @@
 /**
- * The `agentsocket.v1` frames (SPEC §3) as types, and the parser for client frames. This module
+ * The `agentsocket.v1` frames (`docs/protocol.md`) as types, and the parser for client frames. This module
  * is shared by the server and the client library, so it uses no Deno or Node API.
  *
  * @module
