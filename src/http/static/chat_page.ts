@@ -74,9 +74,9 @@ function serverUrl(path: string): URL {
 }
 
 /**
- * The `fetch` of the client's REST calls. The client asks for `/api/…` at the server's root;
- * under a base path those routes live at `<base>api/…`, so a path outside the base is moved
- * under it (at `/`, every path is inside the base and nothing changes).
+ * The `fetch` of the client's REST calls. The client asks for its paths (api/threads, …) at
+ * the server's root; under a base path those routes live at `<base>api/…`, so a path outside
+ * the base is moved under it (at the root, every path is inside the base: nothing changes).
  */
 function baseFetch(input: RequestInfo | URL, init?: RequestInit): Promise<Response> {
   const url = new URL(input instanceof Request ? input.url : String(input));
@@ -147,9 +147,11 @@ class ChatPage {
     this.#timeline = new Timeline({
       scroller: view.timeline,
       list: view.turns,
-      onRetry: (text) => {
+      onRetry: (turn) => {
+        // The server no longer has the thread: the text goes to a new one.
+        if (turn.errorCode === "not_found") this.open(undefined, "push");
         // The button is disabled while the new run goes: the focus goes to the message box.
-        if (this.#ask(text)) view.message.focus();
+        if (this.#ask(turn.userText)) view.message.focus();
       },
     });
     this.#threads = new ThreadList({
@@ -161,7 +163,8 @@ class ChatPage {
       onOpen: (threadId) => {
         this.open(threadId, "push");
         this.#setDrawer(false);
-        view.message.focus();
+        // On a phone the focus stays off the message box, or its keyboard would cover the page.
+        if (!this.#phone.matches) view.message.focus();
       },
       onDeleted: (threadId) => {
         if (threadId === this.#conversation.threadId) this.open(undefined, "replace");
@@ -288,7 +291,7 @@ class ChatPage {
     view.closeThreads.addEventListener("click", () => this.#setDrawer(false));
     view.backdrop.addEventListener("click", () => this.#setDrawer(false));
     document.addEventListener("keydown", (event) => {
-      if (event.key !== "Escape") return;
+      if (event.key !== "Escape" || view.confirmDelete.open) return; // the dialog's own
       if (this.#threads.closeMenu({ focus: true })) return;
       if (this.#drawerOpen) this.#setDrawer(false);
     });

@@ -69,6 +69,7 @@ export class ThreadList {
   };
   #queue: Promise<void> = Promise.resolve();
   #refreshQueued = false;
+  #loadingMore = false;
 
   constructor(options: ThreadListOptions) {
     this.#o = options;
@@ -122,19 +123,31 @@ export class ThreadList {
     });
   }
 
-  /** Reads the next, older page. */
+  /** Reads the next, older page (a click while one is read is ignored). */
   loadMore(): Promise<void> {
+    if (this.#loadingMore) return this.#queue;
+    this.#loadingMore = true;
+    // Busy, not disabled: a disabled button drops the focus of the keyboard user who pressed it.
+    this.#o.more.setAttribute("aria-busy", "true");
+    const before = this.#threads.length;
+    const hadFocus = document.activeElement === this.#o.more;
     return this.#enqueue(async () => {
       if (this.#next === undefined) return;
       const page = await this.#o.api.listThreads({ limit: THREAD_PAGE_SIZE, before: this.#next });
       const known = new Set(this.#threads.map((thread) => thread.id));
       this.#threads.push(...page.items.filter((thread) => !known.has(thread.id)));
       this.#next = page.nextCursor;
+    }).then(() => {
+      this.#loadingMore = false;
+      this.#o.more.removeAttribute("aria-busy");
+      // After the last page the button goes: the focus goes to the first thread it brought.
+      const first = this.#threads[before];
+      if (hadFocus && this.#o.more.hidden && first) this.#items.get(first.id)?.open.focus();
     });
   }
 
   /**
-   * Closes the open menu or rename box.
+   * Closes the open menu.
    *
    * @returns Whether one was open (Escape is then spent).
    */
@@ -151,7 +164,6 @@ export class ThreadList {
   }
 
   #enqueue(work: () => Promise<void>): Promise<void> {
-    this.#o.more.disabled = true;
     this.#o.status.textContent = this.#loaded ? "" : "Loading…";
     this.#queue = this.#queue.then(work).then(() => {
       this.#loaded = true;
@@ -194,7 +206,6 @@ export class ThreadList {
       if (list.children[index] !== item.root) list.insertBefore(item.root, list.children[index]);
     });
     this.#o.more.hidden = this.#next === undefined;
-    this.#o.more.disabled = false;
     this.#o.status.textContent = this.#loaded && this.#threads.length === 0
       ? "No conversations yet."
       : "";

@@ -19,8 +19,8 @@ export interface TimelineOptions {
   readonly scroller: PageElement;
   /** Where the turns go. */
   readonly list: PageElement;
-  /** "Try again" on a failed turn: send `text` as a new chat. */
-  readonly onRetry: (text: string) => void;
+  /** "Try again" on a turn that did not complete: send its text again. */
+  readonly onRetry: (turn: Turn) => void;
 }
 
 /** What the whole conversation says about each turn. */
@@ -92,12 +92,11 @@ class TurnView {
   #ids: string[] = [];
   #turn?: Turn;
 
-  constructor(onRetry: (text: string) => void) {
+  constructor(onRetry: (turn: Turn) => void) {
     this.#retry = button("Try again", {
       className: "retry",
       onClick: () => {
-        const text = this.#turn?.userText;
-        if (text) onRetry(text);
+        if (this.#turn?.userText) onRetry(this.#turn);
       },
     });
     this.#reasoning.append(this.#reasoningTitle, this.#reasoningText);
