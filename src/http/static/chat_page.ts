@@ -261,7 +261,12 @@ class ChatPage {
       }
       this.#schedule();
     });
-    client.on("approvals", (pending) => this.#approvals.show(pending));
+    client.on("approvals", (pending) => {
+      // A card takes room from the conversation: the newest turn stays in view.
+      const atBottom = this.#timeline.atBottom;
+      this.#approvals.show(pending);
+      if (atBottom) this.#timeline.scrollToEnd();
+    });
 
     view.composer.addEventListener("submit", (event) => {
       event.preventDefault();

@@ -43,9 +43,7 @@ export class Timeline {
 
   /** Shows `turns` (oldest first), reusing the elements of turns already shown. */
   render(turns: readonly Turn[], context: TimelineContext): void {
-    const scroller = this.#o.scroller;
-    const atBottom =
-      scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < STICK_TO_BOTTOM_PX;
+    const atBottom = this.atBottom;
     const byId = new Map<string, TurnView>();
     for (const view of this.#views) for (const id of view.ids) byId.set(id, view);
     const next: TurnView[] = [];
@@ -66,6 +64,12 @@ export class Timeline {
     });
     this.#views = next;
     if (atBottom) this.scrollToEnd();
+  }
+
+  /** Whether the view is at (or near) the newest turn, so it should stay there as it grows. */
+  get atBottom(): boolean {
+    const scroller = this.#o.scroller;
+    return scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < STICK_TO_BOTTOM_PX;
   }
 
   /** Scrolls to the newest turn. */
@@ -126,7 +130,8 @@ class TurnView {
 
     const reply = turn.reply ?? "";
     this.#reasoning.hidden = turn.reasoning === "";
-    this.#reasoningTitle.textContent = active && reply === "" ? "Thinking…" : "Reasoning";
+    const thinking = active && reply === "" && turn.steps.every((step) => step.kind !== "tool");
+    this.#reasoningTitle.textContent = thinking ? "Thinking…" : "Reasoning";
     setGrowingText(this.#reasoningText, this.#shown.reasoning, turn.reasoning);
     this.#shown.reasoning = turn.reasoning;
 
