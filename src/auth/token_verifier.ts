@@ -1,6 +1,6 @@
 /**
  * Verifies bearer JWTs with jose: HS256 with a secret (configured, or random per boot in
- * development), or RS256/ES256/EdDSA with a JWKS URL or a public key (SPEC §1, §3).
+ * development), or RS256/ES256/EdDSA with a JWKS URL or a public key (`docs/protocol.md#tokens`).
  *
  * @module
  */

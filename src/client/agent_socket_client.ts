@@ -28,7 +28,7 @@ import { Conversation } from "./conversation.ts";
 import { Emitter } from "./emitter.ts";
 import type { Listener } from "./emitter.ts";
 import { ClientClosedError } from "./errors.ts";
-import { apiBaseFor, HistoryApi } from "./history.ts";
+import { apiBaseFor, asFolder, HistoryApi } from "./history.ts";
 import type { HistoryMessage, HistoryPage, PageOptions, ThreadSummary } from "./history.ts";
 import { DEFAULT_MAX_FRAME_BYTES } from "./frame_size.ts";
 import { RunRegistry } from "./run_registry.ts";
@@ -56,7 +56,10 @@ export interface ConnectOptions {
    * after a close with 4401 (once per failed attempt), and before `exp` to send `refresh`.
    */
   readonly getToken?: () => string | Promise<string>;
-  /** The base of the REST calls. @default the WebSocket URL's host over http(s) */
+  /**
+   * The base of the REST calls (`api/threads` resolves under it).
+   * @default the folder of the WebSocket URL over http(s): `wss://host/chat/ws` → `https://host/chat/`
+   */
   readonly apiUrl?: string | URL;
   /** Reconnect delays. */
   readonly backoff?: BackoffOptions;
@@ -178,7 +181,7 @@ export class AgentSocketClient {
     });
     const backoff = { ...DEFAULT_BACKOFF, ...options.backoff };
     this.#history = new HistoryApi({
-      base: options.apiUrl ? new URL(options.apiUrl) : apiBaseFor(url),
+      base: options.apiUrl ? asFolder(new URL(options.apiUrl)) : apiBaseFor(url),
       tokens,
       fetch: options.fetch ?? ((input, init) => globalThis.fetch(input, init)),
     });

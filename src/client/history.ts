@@ -77,7 +77,7 @@ export class HistoryApi {
 
   /** The caller's threads, newest first (`GET /api/threads`). */
   async listThreads(options: PageOptions = {}): Promise<HistoryPage<ThreadSummary>> {
-    const body = await this.#get(`/api/threads${query(options)}`) as ThreadsResponse;
+    const body = await this.#get(`api/threads${query(options)}`) as ThreadsResponse;
     return { items: body.threads, nextCursor: body.nextCursor };
   }
 
@@ -208,15 +208,27 @@ export function historyVerdict(messages: readonly HistoryMessage[], runId: strin
   return { kind: "ended", ending: { status, text, error } };
 }
 
-/** The HTTP base of a WebSocket URL: `ws://host/ws` → `http://host/`. */
+/**
+ * The HTTP base of a WebSocket URL, the folder `ws` is in: `ws://host/ws` → `http://host/`, and
+ * `wss://host/chat/ws` → `https://host/chat/` (agentsocket mounted under a base path).
+ */
 export function apiBaseFor(url: URL): URL {
-  const base = new URL("/", url);
+  const base = new URL(".", url);
   base.protocol = url.protocol === "wss:" ? "https:" : "http:";
   return base;
 }
 
+/** A base URL that relative paths resolve under: `http://host/chat` → `http://host/chat/`. */
+export function asFolder(url: URL): URL {
+  const folder = new URL(url);
+  if (!folder.pathname.endsWith("/")) folder.pathname += "/";
+  folder.search = "";
+  folder.hash = "";
+  return folder;
+}
+
 function threadPath(threadId: string): string {
-  return `/api/threads/${encodeURIComponent(threadId)}`;
+  return `api/threads/${encodeURIComponent(threadId)}`;
 }
 
 function query(options: PageOptions): string {

@@ -1,7 +1,6 @@
 /**
- * The `agentsocket.v1` frames (docs/protocol.md#after-ready) as types, and the parser for
- * client frames. This module is shared by the server and the client library, so it uses no Deno
- * or Node API.
+ * The `agentsocket.v1` frames (`docs/protocol.md`) as types, and the parser for client frames. This module
+ * is shared by the server and the client library, so it uses no Deno or Node API.
  *
  * @module
  */

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { HistoryApi, historyVerdict } from "../../../src/client/history.ts";
+import { apiBaseFor, asFolder, HistoryApi, historyVerdict } from "../../../src/client/history.ts";
 import { HistoryRequestError } from "../../../src/client/mod.ts";
 import type { HistoryMessage } from "../../../src/client/mod.ts";
 import { FakeFetch, json } from "./_fakes.ts";
@@ -108,4 +108,21 @@ Deno.test("historyVerdict() reads how a run ended from its messages", () => {
   assert.deepEqual(historyVerdict([message("user", { runId: "other" })], "r1"), {
     kind: "unknown",
   });
+});
+
+Deno.test("apiBaseFor() is the folder of the WebSocket URL, so a base path carries over to REST", () => {
+  assert.equal(apiBaseFor(new URL("ws://chat.test/ws")).href, "http://chat.test/");
+  assert.equal(apiBaseFor(new URL("wss://chat.test/chat/ws")).href, "https://chat.test/chat/");
+  assert.equal(asFolder(new URL("https://chat.test/chat?x=1")).href, "https://chat.test/chat/");
+});
+
+Deno.test("HistoryApi resolves its routes under a base path", async () => {
+  const fetch = new FakeFetch(() => json({ threads: [] }));
+  const history = new HistoryApi({
+    base: new URL("https://chat.test/chat/"),
+    fetch: fetch.fetch,
+    tokens: { renewable: false, current: () => Promise.resolve("t"), invalidate: () => {} },
+  });
+  await history.listThreads({ limit: 5 });
+  assert.deepEqual(fetch.calls.map((c) => c.path), ["/chat/api/threads?limit=5"]);
 });
