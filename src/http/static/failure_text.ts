@@ -40,6 +40,7 @@ export const CHAT_REFUSAL_TEXT: Readonly<Record<ChatRefusalCode, string>> = {
   "too_many_runs":
     "Too many replies are being written at once. Wait for one to finish, or stop one.",
   "already_resolved": "That was already decided.",
+  refused: "The application serving this chat declined the message.",
   "frame_too_large": "The message is too long to send. Shorten it.",
   undeliverable: "The connection kept dropping before the server confirmed the message.",
 };
