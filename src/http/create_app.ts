@@ -54,7 +54,7 @@ export interface AppDeps {
    * and no trailing slash (see {@link checkBasePath}).
    */
   readonly basePath?: string;
-  /** The chat page's HTML, served at the base path; absent: no page (404). */
+  /** The chat page's HTML, served at `<base>/`; absent: no page (404). */
   readonly pageHtml?: string;
   /** Extra static files served as is, by path under the base path (the page's scripts). */
   readonly staticFiles?: ReadonlyMap<string, { body: string; type: string }>;
@@ -193,8 +193,10 @@ export function createApp(
 
   const pageHtml = deps.pageHtml;
   if (pageHtml !== undefined) {
-    app.get("/", (c) => c.html(pageHtml));
-    if (base !== "") root.get(`${base}/`, (c) => c.html(pageHtml));
+    // The page's URLs are relative to it (`ws`, `api/threads`, `static/chat.css`), so under a
+    // base path it lives at `<base>/`, and `<base>` without the slash redirects there.
+    root.get(`${base}/`, (c) => c.html(pageHtml));
+    if (base !== "") root.get(base, (c) => c.redirect(`${base}/`, 308));
     for (const [path, file] of deps.staticFiles ?? []) {
       app.get(path, (c) => c.body(file.body, 200, { "content-type": file.type }));
     }

@@ -226,7 +226,7 @@ export async function buildServer(
     log.info("no connection ceiling: set MAX_CONNECTIONS below the open-files limit (ulimit -n)");
   }
   const basePath = options.basePath ?? "";
-  const page = options.page === false ? undefined : await loadPage({ basePath });
+  const page = options.page === false ? undefined : await loadPage();
   const app = createApp({
     store,
     threads: { delete: (userId, threadId) => orchestrator.deleteThread(userId, threadId) },

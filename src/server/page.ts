@@ -6,11 +6,6 @@
  * `/js/<path>.js`. No build step; `deno compile` needs `--include` for `src/http/static`,
  * `src/client` and `src/protocol`, which are read as files.
  *
- * Under a base path (`/chat`), the page's own absolute URLs (`href="/static/..."`,
- * `src="/js/..."`) are served under it, and the page learns the base path from
- * `<meta name="agentsocket-base-path" content="/chat">` (empty at the root), to which it adds
- * `/ws`, `/auth/dev-token` and `/api/...`.
- *
  * @module
  */
 import { transform } from "sucrase";
@@ -19,15 +14,6 @@ import { transform } from "sucrase";
 export interface Page {
   readonly html: string;
   readonly files: ReadonlyMap<string, { body: string; type: string }>;
-}
-
-/** The `<meta>` name whose `content` is the base path the page's routes are under. */
-export const BASE_PATH_META = "agentsocket-base-path";
-
-/** Options of {@link loadPage}. */
-export interface LoadPageOptions {
-  /** Where the routes are mounted (`""` or `/chat`, already checked). @default "" */
-  readonly basePath?: string;
 }
 
 /** The URL prefix of the transpiled modules. */
@@ -47,11 +33,8 @@ const MAX_MODULES = 100;
  *
  * @throws {Error} When a file is missing or a module imports what a browser cannot load.
  */
-export async function loadPage(options: LoadPageOptions = {}): Promise<Page> {
-  const html = pageHtmlFor(
-    await Deno.readTextFile(new URL("index.html", STATIC_DIR)),
-    options.basePath ?? "",
-  );
+export async function loadPage(): Promise<Page> {
+  const html = await Deno.readTextFile(new URL("index.html", STATIC_DIR));
   const files = new Map<string, { body: string; type: string }>();
   for (const [name, type] of Object.entries(ASSETS)) {
     files.set(`/static/${name}`, {
@@ -63,25 +46,6 @@ export async function loadPage(options: LoadPageOptions = {}): Promise<Page> {
     files.set(path, { body, type: JS_TYPE });
   }
   return { html, files };
-}
-
-/**
- * Puts the page under a base path: its root-relative `href`/`src` URLs get the prefix, and a
- * `<meta name="agentsocket-base-path">` tells its script where the routes are.
- *
- * @param html The page as written (URLs relative to the root, `/static/chat.css`).
- * @param basePath `""` or a checked path such as `/chat`.
- */
-export function pageHtmlFor(html: string, basePath: string): string {
-  const meta = `<meta name="${BASE_PATH_META}" content="${basePath}">`;
-  const prefixed = basePath === ""
-    ? html
-    : html.replace(/\b(href|src)="\/(?!\/)/g, (_match, attribute: string) =>
-      `${attribute}="${basePath}/`);
-  const head = /<head(\s[^>]*)?>/i.exec(prefixed);
-  if (head === null) return meta + prefixed;
-  const at = head.index + head[0].length;
-  return `${prefixed.slice(0, at)}\n    ${meta}${prefixed.slice(at)}`;
 }
 
 /**

@@ -162,7 +162,7 @@ Deno.test("examples/deno_serve.ts streams its own agent's reply, reports usage a
   const app = await ExampleProcess.start("deno_serve.ts");
   try {
     const page = await fetch(app.url("/"));
-    assert.match(await page.text(), /agentsocket-base-path" content=""/);
+    assert.match(await page.text(), /<title>agentsocket<\/title>/, "the page is served");
     const client = await app.client("alice");
     const events = await chat(client, "c1", "one two three");
     const names = events.map((e) => e.name);
@@ -200,6 +200,9 @@ Deno.test("examples/hono_app.ts serves its own / beside agentsocket under /chat,
     assert.match(await home.text(), /The shop's own home page/);
     const ready = await fetch(app.url("/health/ready"));
     assert.equal(ready.status, 200, await ready.text());
+    const page = await fetch(`http://127.0.0.1:${app.port}/chat`); // redirected to /chat/
+    assert.equal(new URL(page.url).pathname, "/chat/");
+    assert.match(await page.text(), /<title>agentsocket<\/title>/);
     const outside = await fetch(`http://127.0.0.1:${app.port}/health/ready`);
     assert.equal(outside.status, 404, "agentsocket's routes live under /chat only");
     await outside.body?.cancel();
