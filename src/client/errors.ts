@@ -29,12 +29,19 @@ export type ChatRefusalCode = ErrorCode | "frame_too_large" | "undeliverable";
 
 /** The chat was refused (by the server, or by the client before sending); no run was started. */
 export class ChatRefusedError extends Error {
-  /** e.g. `thread_busy`, `too_many_runs`, `rate_limited`, `frame_too_large`. */
+  /** e.g. `thread_busy`, `too_many_runs`, `rate_limited`, `frame_too_large`, `refused`. */
   readonly code: ChatRefusalCode;
-  constructor(code: ChatRefusalCode, message: string, options?: ErrorOptions) {
-    super(`Chat refused (${code}): ${message}`, options);
+  /** With `code` `refused`: the host application's own code (its `beforeRun` hook refused). */
+  readonly refusal?: string;
+  constructor(
+    code: ChatRefusalCode,
+    message: string,
+    options?: ErrorOptions & { refusal?: string },
+  ) {
+    super(`Chat refused (${options?.refusal ?? code}): ${message}`, options);
     this.name = "ChatRefusedError";
     this.code = code;
+    if (options?.refusal !== undefined) this.refusal = options.refusal;
   }
 }
 

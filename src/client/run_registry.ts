@@ -315,7 +315,13 @@ export class RunRegistry implements RunController {
     if (delivery.statusCheck) {
       run.lose(new RunLostError(`The server no longer knows this run (${frame.message})`));
     } else {
-      run.refuse(new ChatRefusedError(frame.code, frame.message));
+      run.refuse(
+        new ChatRefusedError(
+          frame.code,
+          frame.message,
+          frame.refusal === undefined ? {} : { refusal: frame.refusal },
+        ),
+      );
     }
   }
 

@@ -402,6 +402,25 @@ Deno.test("AgentSocketClient.chat() retries rate_limited, then reports it typed;
   );
 });
 
+Deno.test("AgentSocketClient.chat() carries a host's refusal code from a beforeRun hook", async () => {
+  await using s = await connected();
+  const run = s.client.chat("refund everything", { id: "c1" });
+  await s.socket.next("chat");
+  s.socket.receive({
+    type: "error",
+    code: "refused",
+    refusal: "budget_exceeded",
+    message: "Monthly budget used up",
+    ref: "c1",
+  });
+  await assert.rejects(
+    () => run.reply,
+    (error: ChatRefusedError) =>
+      error.code === "refused" && error.refusal === "budget_exceeded" &&
+      error.message.includes("Monthly budget used up"),
+  );
+});
+
 Deno.test("AgentSocketClient reports a run's failure with its typed code and retryAfterMs", async () => {
   await using s = await connected();
   const run = s.client.chat("hi", { id: "c1" });
