@@ -1,51 +1,71 @@
 import assert from "node:assert/strict";
-import { ConfigError, loadConfig, readRedisUrl } from "../../../src/config/mod.ts";
+import {
+  clusterNodesUrl,
+  ConfigError,
+  loadConfig,
+  redisUrlProblem,
+} from "../../../src/config/mod.ts";
 
 function reader(vars: Record<string, string>) {
   return (name: string) => vars[name];
 }
 
-Deno.test("readRedisUrl() takes one server's URL as it is", () => {
-  assert.equal(readRedisUrl(reader({})), undefined);
-  assert.equal(readRedisUrl(reader({ REDIS_URL: "redis://h:6379" })), "redis://h:6379");
-  assert.equal(
-    readRedisUrl(reader({ REDIS_URL: "rediss://:pw@h:6380/2" })),
-    "rediss://:pw@h:6380/2",
-  );
+Deno.test("redisUrlProblem() accepts one server's URL and a redis+cluster:// URL", () => {
+  for (
+    const url of [
+      "redis://h:6379",
+      "rediss://:pw@h:6380/2",
+      "redis+cluster://u:secret@10.0.0.1:7000,10.0.0.2:7000",
+      "rediss+cluster://[::1]:7000",
+    ]
+  ) assert.equal(redisUrlProblem(url), undefined, url);
 });
 
-Deno.test("readRedisUrl() takes a cluster from a redis+cluster:// URL or REDIS_CLUSTER_NODES", () => {
-  const url = "redis+cluster://u:secret@10.0.0.1:7000,10.0.0.2:7000";
-  assert.equal(readRedisUrl(reader({ REDIS_URL: url })), url);
+Deno.test("redisUrlProblem() names what is wrong, never the password", () => {
+  for (
+    const url of [
+      "http://h",
+      "not a url",
+      "redis+cluster://",
+      "redis+cluster://:pw@h",
+      "redis+cluster://h:70000",
+    ]
+  ) {
+    const problem = redisUrlProblem(url);
+    assert.ok(problem, url);
+    assert.ok(!problem.includes("pw"), problem);
+  }
+});
+
+Deno.test("clusterNodesUrl() turns REDIS_CLUSTER_NODES into a redis+cluster:// URL", () => {
+  assert.equal(clusterNodesUrl(undefined, undefined), undefined);
   assert.equal(
-    readRedisUrl(reader({ REDIS_CLUSTER_NODES: " a.example:7000, b.example:7001 ,[::1]:7002" })),
+    clusterNodesUrl(" a.example:7000, b.example:7001 ,[::1]:7002", undefined),
     "redis+cluster://a.example:7000,b.example:7001,[::1]:7002",
   );
 });
 
-Deno.test("readRedisUrl() throws ConfigError naming the variable for a bad value", () => {
-  const cases: [Record<string, string>, string][] = [
-    [{ REDIS_URL: "http://h" }, "REDIS_URL"],
-    [{ REDIS_URL: "not a url" }, "REDIS_URL"],
-    [{ REDIS_URL: "redis+cluster://" }, "REDIS_URL"],
-    [{ REDIS_URL: "redis+cluster://:pw@h" }, "REDIS_URL"],
-    [{ REDIS_CLUSTER_NODES: "h" }, "REDIS_CLUSTER_NODES"],
-    [{ REDIS_CLUSTER_NODES: "h:70000" }, "REDIS_CLUSTER_NODES"],
-    [{ REDIS_CLUSTER_NODES: " , " }, "REDIS_CLUSTER_NODES"],
-    [{ REDIS_URL: "redis://h", REDIS_CLUSTER_NODES: "h:7000" }, "REDIS_CLUSTER_NODES"],
-  ];
-  for (const [vars, variable] of cases) {
+Deno.test("clusterNodesUrl() throws ConfigError naming REDIS_CLUSTER_NODES for a bad list or with REDIS_URL", () => {
+  for (const [nodes, url] of [["h", undefined], [" , ", undefined], ["h:7000", "redis://h"]]) {
     assert.throws(
-      () => readRedisUrl(reader(vars)),
+      () => clusterNodesUrl(nodes, url),
       (error: unknown) =>
-        error instanceof ConfigError && error.message.includes(variable) &&
-        !error.message.includes("pw"),
-      JSON.stringify(vars),
+        error instanceof ConfigError && error.message.includes("REDIS_CLUSTER_NODES"),
     );
   }
 });
 
-Deno.test("loadConfig() gives the engine REDIS_CLUSTER_NODES as a redis+cluster:// URL", () => {
-  const config = loadConfig(reader({ REDIS_CLUSTER_NODES: "h1:7000,h2:7000" }));
-  assert.equal(config.redisUrl, "redis+cluster://h1:7000,h2:7000");
+Deno.test("loadConfig() gives the engine a cluster from REDIS_CLUSTER_NODES or REDIS_URL", () => {
+  assert.equal(
+    loadConfig(reader({ REDIS_CLUSTER_NODES: "h1:7000,h2:7000" })).redisUrl,
+    "redis+cluster://h1:7000,h2:7000",
+  );
+  assert.equal(
+    loadConfig(reader({ REDIS_URL: "redis+cluster://h1:7000" })).redisUrl,
+    "redis+cluster://h1:7000",
+  );
+  assert.throws(
+    () => loadConfig(reader({ REDIS_URL: "redis+cluster://h1" })),
+    (error: unknown) => error instanceof ConfigError && error.message.includes("REDIS_URL"),
+  );
 });
