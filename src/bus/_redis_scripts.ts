@@ -23,8 +23,11 @@
  * answers `STALEGEN <marker>`, and the caller tries that generation.
  *
  * The log is a stream of batches: an entry `<first seq>-<append ms>` holds the events appended
- * by one script call, as field-value pairs `<thread id> <event JSON>`, the first with the
- * entry's seq and each next one with the next seq. (An entry `<seq>-0` is one event as an
+ * by one script call, with fields `n` (how many), `h` (their thread ids: one, when all share it,
+ * else one per event, newline-separated) and `b` (their JSON, newline-separated; JSON never
+ * holds a raw newline, and thread ids are UUIDs), the first event with the entry's seq and each
+ * next one with the next seq. The same body goes out on pub/sub, so a batch costs one XADD of
+ * four fields and one SPUBLISH whatever its size. (An entry `<seq>-0` is one event as an
  * earlier version wrote it, `t <ms> [h <thread id>] e <JSON>`.) Retention is exact per event:
  * the meta's `first` is the oldest seq still retained, and reads leave out what precedes it in
  * the oldest entry; entries wholly below it are trimmed.
@@ -48,19 +51,19 @@
  * `now_ms()` is the server's clock (TIME), the one every instance shares for approvals;
  * `iso_time()` renders it as JavaScript's `toISOString()` does.
  *
- * `append(a, i, n)` is the one place events enter a log: `n` events read from table `a` from
- * index `i`, three values each: `<kind><run number>` (kind `s` starts the run, `e` ends it and
- * starts the retention age of its approval records, none neither; the run's id is
- * `RUN_IDS[number]`, its ended marker `KEYS[4 + 2 * number]` and its approvals hash
- * `KEYS[5 + 2 * number]`), thread id, event JSON. An event of a purged thread is refused with
- * code 2, one of an ended run (ended before, or earlier in the same batch) with code 0 and the
- * run's terminal seq; every other event gets the next seq, code 1. Then, once for the batch: one
- * XADD (one per 256 events), retention, the keys' lifetimes, and one SPUBLISH of every appended
- * event as
- * `<epoch> <first seq>\n<JSON>\n<JSON>…`. Returns `{epoch, code, value, code, value, …}`.
+ * `append(a, i)` is the one place events enter a log. It reads table `a` from index `i`: the
+ * number R of run slots, then each slot's run id and thread id, then one tag per event
+ * (`<kind><slot>`: kind `s` starts the run, `e` ends it and starts the retention age of its
+ * approval records, none neither; slot k's ended marker is `KEYS[4 + 2k]` and its approvals
+ * hash `KEYS[5 + 2k]`), and last the events' JSON, newline-separated. An event of a purged
+ * thread is refused (code 2), one of an ended run (ended before, or earlier in the same batch)
+ * too (code 0, with the run's terminal seq); every other event gets the next seq (code 1). Then,
+ * once for the batch: one XADD, retention, the keys' lifetimes, and one SPUBLISH of
+ * `<epoch> <first seq>\n<the appended events' JSON>`. Returns `{epoch, 1, first seq}` when every
+ * event was appended, else `{epoch, 0, code, value, code, value, …}` (value: the seq, 0, or the
+ * run's terminal seq).
  */
 const PRELUDE = `
-local RUN_IDS = {}
 local MAX_MS = '18446744073709551615'
 
 local function seq_of(id)
@@ -78,7 +81,7 @@ end
 
 local function entry_last(entry)
   if legacy(entry[1]) then return seq_of(entry[1]) end
-  return seq_of(entry[1]) + #entry[2] / 2 - 1
+  return seq_of(entry[1]) + tonumber(entry[2][2]) - 1
 end
 
 local function thread_of(run_value)
@@ -217,75 +220,89 @@ local function iso_time(ms)
     math.floor(rem / 3600), math.floor((rem % 3600) / 60), rem % 60, ms - s * 1000)
 end
 
-local function append(a, i, n)
+local function append(a, i)
   local meta, log, runs, purged = KEYS[2], KEYS[3], KEYS[4], KEYS[5]
   local now, count = tonumber(ARGV[4]), tonumber(ARGV[5])
   local retention_ms, meta_ttl = tonumber(ARGV[6]), tonumber(ARGV[7])
   local epoch, seq, first = ensure_epoch(meta, log, runs, ARGV[3], meta_ttl)
-  local out, fields, lines = {epoch}, {}, {}
-  local purged_threads, ended = {}, {}
-  local started = false
-  local first_new, entry_first = seq + 1, 0
-  for j = i, i + 3 * (n - 1), 3 do
-    local tag, thread = a[j], a[j + 1]
+  local r = tonumber(a[i])
+  local tags, body = i + 1 + 2 * r, a[#a]
+  local n = #a - tags
+  local hidden, ended, codes, values = {}, {}, {}, {}
+  local first_new, taken, started, one_slot = seq + 1, 0, false, nil
+  for j = 1, n do
+    local tag = a[tags + j - 1]
     local kind = string.sub(tag, 1, 1)
-    local ri
-    if kind == 's' or kind == 'e' then ri = tonumber(string.sub(tag, 2)) else ri = tonumber(tag) end
-    local hidden = purged_threads[thread]
-    if hidden == nil then
-      hidden = redis.call('HEXISTS', purged, thread) == 1
-      purged_threads[thread] = hidden
+    local k
+    if kind == 's' or kind == 'e' then k = tonumber(string.sub(tag, 2)) else k = tonumber(tag) end
+    if hidden[k] == nil then hidden[k] = redis.call('HEXISTS', purged, a[i + 2 * k]) == 1 end
+    if not hidden[k] and ended[k] == nil then
+      ended[k] = tonumber(redis.call('GET', KEYS[4 + 2 * k])) or false
     end
-    local end_seq = false
-    if not hidden then
-      end_seq = ended[ri]
-      if end_seq == nil then
-        end_seq = tonumber(redis.call('GET', KEYS[4 + 2 * ri])) or false
-        ended[ri] = end_seq
-      end
-    end
-    if hidden then
-      out[#out + 1] = 2
-      out[#out + 1] = 0
-    elseif end_seq then
-      out[#out + 1] = 0
-      out[#out + 1] = end_seq
+    if hidden[k] then
+      codes[j], values[j] = 2, 0
+    elseif ended[k] then
+      codes[j], values[j] = 0, ended[k]
     else
       seq = seq + 1
+      taken = taken + 1
+      codes[j], values[j] = 1, seq
+      local run = a[i + 2 * k - 1]
       if kind == 's' then
-        redis.call('HSETNX', runs, RUN_IDS[ri], seq .. ':' .. thread)
+        redis.call('HSETNX', runs, run, seq .. ':' .. a[i + 2 * k])
         started = true
       elseif kind == 'e' then
-        redis.call('HDEL', runs, RUN_IDS[ri])
-        redis.call('SET', KEYS[4 + 2 * ri], seq, 'PX', retention_ms)
-        redis.call('PEXPIRE', KEYS[5 + 2 * ri], retention_ms)
-        ended[ri] = seq
+        redis.call('HDEL', runs, run)
+        redis.call('SET', KEYS[4 + 2 * k], seq, 'PX', retention_ms)
+        redis.call('PEXPIRE', KEYS[5 + 2 * k], retention_ms)
+        ended[k] = seq
       end
-      if #fields == 0 then entry_first = seq end
-      fields[#fields + 1] = thread
-      fields[#fields + 1] = a[j + 2]
-      if #fields >= 512 then
-        redis.call('XADD', log, entry_first .. '-' .. now, unpack(fields))
-        fields = {}
-      end
-      lines[#lines + 1] = a[j + 2]
-      out[#out + 1] = 1
-      out[#out + 1] = seq
+      if one_slot == nil then one_slot = k elseif one_slot ~= k then one_slot = false end
     end
   end
-  if #lines == 0 then return out end
-  if #fields > 0 then redis.call('XADD', log, entry_first .. '-' .. now, unpack(fields)) end
-  redis.call('HSET', meta, 'seq', seq)
-  if started then redis.call('PEXPIRE', runs, meta_ttl) end
-  local floor = retention_floor(runs)
-  trim(meta, log, seq, first, {count = count, cutoff = now - retention_ms, floor = floor})
-  redis.call('PEXPIRE', meta, meta_ttl)
-  if floor then
-    redis.call('PEXPIRE', log, meta_ttl)
-  else
-    redis.call('PEXPIRE', log, retention_ms)
+  if taken > 0 then
+    local threads
+    if one_slot then
+      threads = a[i + 2 * one_slot]
+    else
+      threads = {}
+      for j = 1, n do
+        if codes[j] == 1 then
+          local tag = a[tags + j - 1]
+          threads[#threads + 1] = a[i + 2 * (tonumber(tag) or tonumber(string.sub(tag, 2)))]
+        end
+      end
+      threads = table.concat(threads, '\\n')
+    end
+    if taken < n then
+      -- Some were refused: the body of the appended ones only.
+      local lines, at = {}, 1
+      for j = 1, n do
+        local stop = string.find(body, '\\n', at, true) or (#body + 1)
+        if codes[j] == 1 then lines[#lines + 1] = string.sub(body, at, stop - 1) end
+        at = stop + 1
+      end
+      body = table.concat(lines, '\\n')
+    end
+    redis.call('XADD', log, first_new .. '-' .. now, 'n', taken, 'h', threads, 'b', body)
+    redis.call('HSET', meta, 'seq', seq)
+    if started then redis.call('PEXPIRE', runs, meta_ttl) end
+    local floor = retention_floor(runs)
+    trim(meta, log, seq, first, {count = count, cutoff = now - retention_ms, floor = floor})
+    redis.call('PEXPIRE', meta, meta_ttl)
+    if floor then
+      redis.call('PEXPIRE', log, meta_ttl)
+    else
+      redis.call('PEXPIRE', log, retention_ms)
+    end
+    redis.call('SPUBLISH', ARGV[8], epoch .. ' ' .. first_new .. '\\n' .. body)
   end
-  redis.call('SPUBLISH', ARGV[8], epoch .. ' ' .. first_new .. '\\n' .. table.concat(lines, '\\n'))
+  if taken == n then return {epoch, 1, first_new} end
+  local out = {epoch, 0}
+  for j = 1, n do
+    out[#out + 1] = codes[j]
+    out[#out + 1] = values[j]
+  end
   return out
 end
 `;
@@ -302,9 +319,8 @@ export const LUA_PRELUDE = `local GENERATION = ''\n${PRELUDE}`;
  * Reads return whole stream entries with the first retained seq: the caller leaves out events
  * before it and before `after`, and those of purged threads.
  *
- * - `publish`: KEYS from 6, for each run of the batch, its ended marker and approvals hash.
- *   ARGV 9 the number of runs R, then their ids, then three values per event (see `append()`).
- *   Returns `append()`'s reply.
+ * - `publish`: KEYS from 6, for each run slot of the batch, its run's ended marker and
+ *   approvals hash. ARGV from 9: what `append()` reads. Returns `append()`'s reply.
  * - `head`: returns `{epoch, seq}`.
  * - `acquire`: counts a connection. KEYS 6 the user's connection set. ARGV 9 member, 10 expiry
  *   (ms), 11 limit, 12 TTL (ms), 13 with the head (1|0). Drops expired entries first. Returns
@@ -340,9 +356,7 @@ local meta, log, runs, purged = KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local meta_ttl = tonumber(ARGV[7])
 
 if op == 'publish' then
-  local r = tonumber(ARGV[9])
-  for k = 1, r do RUN_IDS[k] = ARGV[9 + k] end
-  return append(ARGV, 10 + r, (#ARGV - 9 - r) / 3)
+  return append(ARGV, 9)
 end
 
 if op == 'head' then
@@ -420,10 +434,11 @@ if op == 'request' then
   if redis.call('HEXISTS', KEYS[7], ARGV[11]) == 1 then return {3} end
   local expires = now_ms() + tonumber(ARGV[13])
   local iso = iso_time(expires)
-  RUN_IDS[1] = ARGV[9]
-  local r = append({'1', ARGV[10], ARGV[14] .. iso .. ARGV[15]}, 1, 1)
-  if r[2] == 2 then return {2} end
-  if r[2] == 0 then return {0, r[3]} end
+  local r = append({1, ARGV[9], ARGV[10], '1', ARGV[14] .. iso .. ARGV[15]}, 1)
+  if r[2] == 0 then
+    if r[3] == 2 then return {2} end
+    return {0, r[4]}
+  end
   redis.call('HSET', KEYS[7], ARGV[11],
     cjson.encode({thread = ARGV[10], tool = ARGV[12], exp = expires, seq = r[3]}))
   redis.call('PEXPIRE', KEYS[7], meta_ttl)
@@ -445,8 +460,7 @@ if op == 'resolve' then
   if ARGV[13] == '1' then data.reason = ARGV[14] end
   local event = {threadId = rec.thread, runId = ARGV[9], name = 'tool_approval_resolved',
     data = data, ts = ARGV[15]}
-  RUN_IDS[1] = ARGV[9]
-  local r = append({'1', rec.thread, cjson.encode(event)}, 1, 1)
+  local r = append({1, ARGV[9], rec.thread, '1', cjson.encode(event)}, 1)
   if r[2] ~= 1 then return {'run_ended'} end
   rec.approved, rec.by, rec.reason, rec.rseq = data.approved, ARGV[12], data.reason, r[3]
   redis.call('HSET', KEYS[7], ARGV[10], cjson.encode(rec))

@@ -723,36 +723,37 @@ export class RedisEngine implements EventEngine {
     }
   }
 
-  /** Appends events of any runs of one user in one script call. */
+  /** Appends events of any runs of one user in one script call (see `append()`). */
   async #appendBatch(userId: string, events: readonly NewEvent[]): Promise<PublishResult[]> {
     const keys = this.#keys(userId);
     const runKeys: string[] = [];
-    const runIds: string[] = [];
-    const runIndex = new Map<string, number>();
-    const eventArgs: string[] = [];
+    const slotArgs: string[] = [];
+    const slots = new Map<string, number>();
+    const tags: string[] = [];
+    let body = "";
     for (const event of events) {
-      let ri = runIndex.get(event.runId);
-      if (ri === undefined) {
-        runIds.push(event.runId);
-        runIndex.set(event.runId, ri = runIds.length);
+      // A slot per run and thread (a run's events share its thread).
+      const slotKey = `${event.runId}\n${event.threadId}`;
+      let slot = slots.get(slotKey);
+      if (slot === undefined) {
+        slots.set(slotKey, slot = slots.size + 1);
+        slotArgs.push(event.runId, event.threadId);
         runKeys.push(keys.ended(event.runId), keys.approvals(event.runId));
       }
-      eventArgs.push(
-        `${KIND_FLAG[runEventKind(event.name)]}${ri}`,
-        event.threadId,
-        encodeEvent(event),
-      );
+      tags.push(`${KIND_FLAG[runEventKind(event.name)]}${slot}`);
+      body += body === "" ? encodeEvent(event) : `\n${encodeEvent(event)}`;
     }
     const reply = await this.#log(
       userId,
       "publish",
       runKeys,
-      [runIds.length, ...runIds, ...eventArgs],
+      [slots.size, ...slotArgs, ...tags, body],
     ) as (string | number)[];
     const epoch = reply[0] as string;
+    const all = reply[1] === 1;
     return events.map((event, i): PublishResult => {
-      const code = reply[1 + 2 * i] as number;
-      const value = reply[2 + 2 * i] as number;
+      const code = all ? 1 : reply[2 + 2 * i] as number;
+      const value = all ? (reply[2] as number) + i : reply[3 + 2 * i] as number;
       if (code === 1) {
         const { threadId, runId, name, data, ts } = event;
         return { published: true, epoch, event: { seq: value, threadId, runId, name, data, ts } };
@@ -1030,9 +1031,9 @@ function decodeEvent(seq: number, json: string): UserEvent {
 
 /**
  * Stream entries as events, from seq `from` on, leaving out those of `purged` threads by their
- * thread id before decoding. An entry `<first seq>-<ms>` holds `<thread id> <JSON>` pairs, the
- * first with its seq and each next one with the next; an entry `<seq>-0` is one event as an
- * earlier version wrote it (`t <ms> [h <thread id>] e <JSON>`).
+ * thread id before decoding. An entry `<first seq>-<ms>` holds `n` events: `h` their thread ids
+ * (one for all, or one per event) and `b` their JSON, newline-separated; an entry `<seq>-0` is
+ * one event as an earlier version wrote it (`t <ms> [h <thread id>] e <JSON>`).
  */
 function decodeEntries(
   entries: readonly StreamEntry[],
@@ -1051,10 +1052,16 @@ function decodeEntries(
       events.push(event);
       continue;
     }
-    for (let i = 0; i < fields.length; i += 2) {
-      const seq = first + i / 2;
-      if (seq < options.from || hidden.has(fields[i])) continue;
-      events.push(decodeEvent(seq, fields[i + 1]));
+    const count = Number(fields[fields.indexOf("n") + 1]);
+    if (first + count - 1 < options.from) continue;
+    const threads = fields[fields.indexOf("h") + 1].split("\n");
+    const lines = fields[fields.indexOf("b") + 1].split("\n");
+    for (let i = 0; i < count; i++) {
+      const seq = first + i;
+      if (seq < options.from || hidden.has(threads.length === 1 ? threads[0] : threads[i])) {
+        continue;
+      }
+      events.push(decodeEvent(seq, lines[i]));
     }
   }
   return events;
