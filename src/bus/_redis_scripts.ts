@@ -55,7 +55,8 @@
  * number R of run slots, then each slot's run id and thread id, then one tag per event
  * (`<kind><slot>`: kind `s` starts the run, `e` ends it and starts the retention age of its
  * approval records, none neither; slot k's ended marker is `KEYS[4 + 2k]` and its approvals
- * hash `KEYS[5 + 2k]`), and last the events' JSON, newline-separated. An event of a purged
+ * hash `KEYS[5 + 2k]`) or, with one slot, one string `=<kinds>` (a character per event: `s`,
+ * `e` or `.`), and last the events' JSON, newline-separated. An event of a purged
  * thread is refused (code 2), one of an ended run (ended before, or earlier in the same batch)
  * too (code 0, with the run's terminal seq); every other event gets the next seq (code 1). Then,
  * once for the batch: one XADD, retention, the keys' lifetimes, and one SPUBLISH of
@@ -228,13 +229,20 @@ local function append(a, i)
   local r = tonumber(a[i])
   local tags, body = i + 1 + 2 * r, a[#a]
   local n = #a - tags
+  -- One slot: the kinds as one string, a character per event ('s', 'e' or '.').
+  local kinds = n == 1 and string.byte(a[tags]) == 61 and a[tags] or nil
+  if kinds then n = #kinds - 1 end
   local hidden, ended, codes, values = {}, {}, {}, {}
   local first_new, taken, started, one_slot = seq + 1, 0, false, nil
   for j = 1, n do
-    local tag = a[tags + j - 1]
-    local kind = string.sub(tag, 1, 1)
-    local k
-    if kind == 's' or kind == 'e' then k = tonumber(string.sub(tag, 2)) else k = tonumber(tag) end
+    local kind, k
+    if kinds then
+      kind, k = string.sub(kinds, j + 1, j + 1), 1
+    else
+      local tag = a[tags + j - 1]
+      kind = string.sub(tag, 1, 1)
+      if kind == 's' or kind == 'e' then k = tonumber(string.sub(tag, 2)) else k = tonumber(tag) end
+    end
     if hidden[k] == nil then hidden[k] = redis.call('HEXISTS', purged, a[i + 2 * k]) == 1 end
     if not hidden[k] and ended[k] == nil then
       ended[k] = tonumber(redis.call('GET', KEYS[4 + 2 * k])) or false
@@ -268,7 +276,7 @@ local function append(a, i)
       threads = {}
       for j = 1, n do
         if codes[j] == 1 then
-          local tag = a[tags + j - 1]
+          local tag = a[tags + j - 1] -- several slots: never the one-string form
           threads[#threads + 1] = a[i + 2 * (tonumber(tag) or tonumber(string.sub(tag, 2)))]
         end
       end

@@ -743,11 +743,15 @@ export class RedisEngine implements EventEngine {
       tags.push(`${KIND_FLAG[runEventKind(event.name)]}${slot}`);
       body += body === "" ? encodeEvent(event) : `\n${encodeEvent(event)}`;
     }
+    // One slot (a run's batch): the kinds as one string, not an argument per event.
+    const eventArgs = slots.size === 1
+      ? [`=${tags.map((tag) => tag.length === 1 ? "." : tag[0]).join("")}`]
+      : tags;
     const reply = await this.#log(
       userId,
       "publish",
       runKeys,
-      [slots.size, ...slotArgs, ...tags, body],
+      [slots.size, ...slotArgs, ...eventArgs, body],
     ) as (string | number)[];
     const epoch = reply[0] as string;
     const all = reply[1] === 1;
