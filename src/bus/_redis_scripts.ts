@@ -101,9 +101,9 @@ local function claim_slot()
 end
 
 local function ensure_epoch(meta, log, runs, candidate, ttl_ms)
-  local m = redis.call('HMGET', meta, 'epoch', 'seq', 'server', 'first')
+  local m = redis.call('HMGET', meta, 'epoch', 'seq', 'server', 'first', 't0', 'x')
   local epoch, seq, first = m[1], tonumber(m[2]) or 0, tonumber(m[4]) or 0
-  if epoch and m[3] == GENERATION then return epoch, seq, first end
+  if epoch and m[3] == GENERATION then return epoch, seq, first, tonumber(m[5]), tonumber(m[6]) end
   if epoch then
     local newest = redis.call('XREVRANGE', log, '+', '-', 'COUNT', 1)[1]
     if newest and entry_last(newest) > seq then seq = entry_last(newest) end
@@ -112,8 +112,9 @@ local function ensure_epoch(meta, log, runs, candidate, ttl_ms)
     seq, first = 0, 0
   end
   redis.call('HSET', meta, 'epoch', candidate, 'seq', seq, 'server', GENERATION, 'first', first)
+  redis.call('HDEL', meta, 'x', 't0')
   redis.call('PEXPIRE', meta, ttl_ms)
-  return candidate, seq, first
+  return candidate, seq, first, nil, nil
 end
 
 local function oldest(log, first)
@@ -136,9 +137,10 @@ end
 
 local function trim(meta, log, seq, first, limits)
   local keep = seq - limits.count + 1
-  local scanned, batch, from = 0, 1, '-'
+  local scanned, batch, from, head = 0, 1, '-', nil
   while scanned < 100000 do
     local entries = redis.call('XRANGE', log, from, '+', 'COUNT', batch)
+    if head == nil then head = entries[1] or false end
     if #entries == 0 then keep = math.max(keep, seq + 1) break end
     local stop = false
     for i = 1, #entries do
@@ -160,17 +162,29 @@ local function trim(meta, log, seq, first, limits)
     batch = 64
   end
   if limits.floor and keep > limits.floor then keep = limits.floor end
-  if keep <= first then return first end
-  local at = redis.call('XREVRANGE', log, keep .. '-' .. MAX_MS, '-', 'COUNT', 1)[1]
-  if at then
-    if entry_last(at) < keep then
-      redis.call('XTRIM', log, 'MINID', (seq_of(at[1]) + 1) .. '-0')
-    else
-      redis.call('XTRIM', log, 'MINID', at[1])
+  if keep > first then
+    local at = redis.call('XREVRANGE', log, keep .. '-' .. MAX_MS, '-', 'COUNT', 1)[1]
+    if at then
+      if entry_last(at) < keep then
+        redis.call('XTRIM', log, 'MINID', (seq_of(at[1]) + 1) .. '-0')
+        head = redis.call('XRANGE', log, '-', '+', 'COUNT', 1)[1] or false
+      else
+        redis.call('XTRIM', log, 'MINID', at[1])
+        head = at
+      end
     end
+    first = keep
+    redis.call('HSET', meta, 'first', first)
   end
-  redis.call('HSET', meta, 'first', keep)
-  return keep
+  -- t0: the append time of the oldest entry, so that the next call sees there is nothing to do.
+  if head then redis.call('HSET', meta, 't0', entry_time(head)) else redis.call('HDEL', meta, 't0') end
+  return first
+end
+
+-- Whether trim() may drop anything: over the count, or the oldest entry older than cutoff
+-- (or its time unknown).
+local function trimmable(seq, first, t0, count, cutoff)
+  return seq - count + 1 > first or not t0 or t0 < cutoff
 end
 
 local function entries_from(log, from)
@@ -225,7 +239,7 @@ local function append(a, i)
   local meta, log, runs, purged = KEYS[2], KEYS[3], KEYS[4], KEYS[5]
   local now, count = tonumber(ARGV[4]), tonumber(ARGV[5])
   local retention_ms, meta_ttl = tonumber(ARGV[6]), tonumber(ARGV[7])
-  local epoch, seq, first = ensure_epoch(meta, log, runs, ARGV[3], meta_ttl)
+  local epoch, seq, first, t0, x = ensure_epoch(meta, log, runs, ARGV[3], meta_ttl)
   local r = tonumber(a[i])
   local tags, body = i + 1 + 2 * r, a[#a]
   local n = #a - tags
@@ -234,6 +248,7 @@ local function append(a, i)
   if kinds then n = #kinds - 1 end
   local hidden, ended, codes, values = {}, {}, {}, {}
   local first_new, taken, started, one_slot = seq + 1, 0, false, nil
+  local ended_here = false
   for j = 1, n do
     local kind, k
     if kinds then
@@ -264,6 +279,7 @@ local function append(a, i)
         redis.call('SET', KEYS[4 + 2 * k], seq, 'PX', retention_ms)
         redis.call('PEXPIRE', KEYS[5 + 2 * k], retention_ms)
         ended[k] = seq
+        ended_here = true
       end
       if one_slot == nil then one_slot = k elseif one_slot ~= k then one_slot = false end
     end
@@ -293,15 +309,26 @@ local function append(a, i)
       body = table.concat(lines, '\\n')
     end
     redis.call('XADD', log, first_new .. '-' .. now, 'n', taken, 'h', threads, 'b', body)
-    redis.call('HSET', meta, 'seq', seq)
     if started then redis.call('PEXPIRE', runs, meta_ttl) end
-    local floor = retention_floor(runs)
-    trim(meta, log, seq, first, {count = count, cutoff = now - retention_ms, floor = floor})
-    redis.call('PEXPIRE', meta, meta_ttl)
-    if floor then
-      redis.call('PEXPIRE', log, meta_ttl)
+    -- Lifetimes are pushed when a run starts or ends here, else at most every tenth of the
+    -- retention age (the log then outlives its newest event by the age plus that tenth).
+    local slack = math.floor(retention_ms / 10)
+    local refresh = started or ended_here or not x or now - x > slack
+    if refresh then
+      redis.call('HSET', meta, 'seq', seq, 'x', now)
     else
-      redis.call('PEXPIRE', log, retention_ms)
+      redis.call('HSET', meta, 'seq', seq)
+    end
+    local cutoff = now - retention_ms
+    local floor
+    if trimmable(seq, first, t0, count, cutoff) then
+      floor = retention_floor(runs)
+      trim(meta, log, seq, first, {count = count, cutoff = cutoff, floor = floor})
+    end
+    if refresh then
+      if floor == nil then floor = redis.call('EXISTS', runs) == 1 or nil end
+      redis.call('PEXPIRE', meta, meta_ttl)
+      redis.call('PEXPIRE', log, floor and meta_ttl or retention_ms + slack)
     end
     redis.call('SPUBLISH', ARGV[8], epoch .. ' ' .. first_new .. '\\n' .. body)
   end
@@ -388,18 +415,20 @@ if op == 'acquire' then
   return {counted, epoch, seq}
 end
 
-local function tidy(epoch, seq, first)
+local function tidy(seq, first, t0)
   local cutoff = tonumber(ARGV[4]) - tonumber(ARGV[6])
-  first = trim(meta, log, seq, first,
-    {count = tonumber(ARGV[5]), cutoff = cutoff, floor = retention_floor(runs)})
+  if trimmable(seq, first, t0, tonumber(ARGV[5]), cutoff) then
+    first = trim(meta, log, seq, first,
+      {count = tonumber(ARGV[5]), cutoff = cutoff, floor = retention_floor(runs)})
+  end
   return first, live_purges(purged, log, first, cutoff)
 end
 
 if op == 'catchup' then
-  local epoch, seq, first = ensure_epoch(meta, log, runs, ARGV[3], meta_ttl)
+  local epoch, seq, first, t0 = ensure_epoch(meta, log, runs, ARGV[3], meta_ttl)
   redis.call('PEXPIRE', meta, meta_ttl)
   local hidden
-  first, hidden = tidy(epoch, seq, first)
+  first, hidden = tidy(seq, first, t0)
   local active = redis.call('HGETALL', runs)
   local after = tonumber(ARGV[10])
   if ARGV[9] == epoch and after <= seq then
@@ -415,9 +444,9 @@ if op == 'catchup' then
 end
 
 if op == 'read' then
-  local epoch, seq, first = ensure_epoch(meta, log, runs, ARGV[3], meta_ttl)
+  local epoch, seq, first, t0 = ensure_epoch(meta, log, runs, ARGV[3], meta_ttl)
   local hidden
-  first, hidden = tidy(epoch, seq, first)
+  first, hidden = tidy(seq, first, t0)
   local after = tonumber(ARGV[9])
   if after >= seq then return {epoch, seq, 1, {}, hidden, first} end
   local retained = oldest(log, first)
