@@ -38,7 +38,15 @@ export class PieceCoalescer {
   #flushMs: number;
   #publish: (piece: CoalescedPiece) => void;
   #pending?: Pending;
+  /** When the waiting piece goes out. */
+  #dueAt = 0;
+  /**
+   * One timer at a time, left armed across flushes: when it fires it flushes a piece that is
+   * due, or re-arms for one that is not yet. Arming and cancelling a timer per piece cost more
+   * than the rest of the piece's way (a reasoning block per step).
+   */
   #timer?: Timer;
+  #timerAt = 0;
   #lastAt = new Map<CoalescedPiece["name"], number>();
   /** A reasoning block is open: its next pieces extend it (`delta: true`). */
   #thinkingOpen = false;
@@ -74,8 +82,6 @@ export class PieceCoalescer {
   flush(): void {
     const pending = this.#pending;
     if (!pending) return;
-    this.#timer?.cancel();
-    this.#timer = undefined;
     this.#pending = undefined;
     this.#lastAt.set(pending.name, this.#clock.now());
     this.#publish(
@@ -100,8 +106,23 @@ export class PieceCoalescer {
     }
     this.#pending = { name, text, delta };
     const last = this.#lastAt.get(name);
-    const wait = last === undefined ? 0 : last + this.#flushMs - this.#clock.now();
-    if (wait <= 0) this.flush();
-    else this.#timer = this.#clock.setTimer(() => this.flush(), wait);
+    const now = this.#clock.now();
+    const wait = last === undefined ? 0 : last + this.#flushMs - now;
+    if (wait <= 0) return this.flush();
+    this.#dueAt = now + wait;
+    if (this.#timer && this.#timerAt <= this.#dueAt) return; // it fires first, and re-arms
+    this.#arm(now);
+  }
+
+  #arm(now: number): void {
+    this.#timer?.cancel();
+    this.#timerAt = this.#dueAt;
+    this.#timer = this.#clock.setTimer(() => {
+      this.#timer = undefined;
+      if (!this.#pending) return;
+      const at = this.#clock.now();
+      if (at >= this.#dueAt) this.flush();
+      else this.#arm(at);
+    }, this.#dueAt - now);
   }
 }

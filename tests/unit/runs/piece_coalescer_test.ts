@@ -73,3 +73,28 @@ Deno.test("PieceCoalescer.close() drops what waits and leaves no timer", () => {
   clock.advance(100);
   assert.deepEqual(out.map((p) => p.data.text), ["a"]);
 });
+
+Deno.test("PieceCoalescer.thinking() keeps one timer for a stream of blocks, and each goes out on time", () => {
+  const clock = new ManualClock();
+  const out: CoalescedPiece[] = [];
+  let armed = 0;
+  const counting = {
+    now: () => clock.now(),
+    setTimer: (callback: () => void, ms: number) => {
+      armed++;
+      return clock.setTimer(callback, ms);
+    },
+  };
+  const c = new PieceCoalescer({ clock: counting, flushMs: 40, publish: (p) => out.push(p) });
+  c.thinking("t0", false); // at once
+  for (let i = 1; i <= 100; i++) {
+    c.thinking(`t${i}`, false); // a new block flushes the one that waits
+    clock.advance(1);
+  }
+  assert.equal(out.length, 100, "each block but the last is out");
+  assert.ok(armed <= 4, `${armed} timers for 100 blocks`);
+  assert.equal(clock.pending, 1);
+  clock.advance(39);
+  assert.equal(out.length, 101, "the last one, 40 ms after the previous went out");
+  assert.deepEqual(out.map((p) => p.data.text), Array.from({ length: 101 }, (_, i) => `t${i}`));
+});
