@@ -229,6 +229,9 @@ async function runAgent(
         }
       }
       if (result.failure) break;
+      // An agent that emits faster than events get published waits here (back-pressure), so
+      // its events are stamped close to when they go out and never pile up in memory.
+      if (publisher.full) await publisher.whenRoom();
     }
   } catch (error) {
     if (!signal.aborted) {

@@ -18,6 +18,8 @@ import type { EventStamper, NamedEvent, RunRef } from "./run_events.ts";
 const YIELD_EVERY_EVENTS = 32;
 /** At most this many events go in one `publishMany` call (a script holds Redis while it runs). */
 const MAX_BATCH_EVENTS = 128;
+/** Queued events at which the agent is made to wait: two batches, one out and one ready. */
+const HIGH_WATER_EVENTS = 2 * MAX_BATCH_EVENTS;
 
 /** Options of {@link RunPublisher}. */
 export interface RunPublisherOptions {
@@ -45,6 +47,8 @@ export class RunPublisher {
   #stopped?: PublisherStop;
   #published = 0;
   #reply = "";
+  /** Settled after each call the pump makes, for {@link whenRoom}. */
+  #progress = Promise.withResolvers<void>();
 
   constructor(run: RunRef, options: RunPublisherOptions) {
     this.#run = run;
@@ -70,6 +74,16 @@ export class RunPublisher {
   /** Why the publisher stopped, once it did. */
   get stopped(): PublisherStop | undefined {
     return this.#stopped;
+  }
+
+  /** True while so many events wait that the agent should wait too ({@link whenRoom}). */
+  get full(): boolean {
+    return this.#queue.length >= HIGH_WATER_EVENTS && !this.#stopped;
+  }
+
+  /** Resolves once fewer events wait than make it {@link full}, or the publisher stopped. */
+  async whenRoom(): Promise<void> {
+    while (this.full && this.#pumping) await this.#progress.promise;
   }
 
   /** Adds a piece of the reply. */
@@ -125,6 +139,9 @@ export class RunPublisher {
       } catch (error) {
         this.#stopped = { kind: "failed", error };
         return;
+      } finally {
+        this.#progress.resolve();
+        this.#progress = Promise.withResolvers();
       }
       this.#queue.splice(0, batch.length);
       for (const result of results) {
