@@ -246,42 +246,79 @@ local function append(a, i)
   -- One slot: the kinds as one string, a character per event ('s', 'e' or '.').
   local kinds = n == 1 and string.byte(a[tags]) == 61 and a[tags] or nil
   if kinds then n = #kinds - 1 end
-  local hidden, ended, codes, values = {}, {}, {}, {}
+  local codes, values = {}, {}
   local first_new, taken, started, one_slot = seq + 1, 0, false, nil
   local ended_here = false
-  for j = 1, n do
-    local kind, k
-    if kinds then
-      kind, k = string.sub(kinds, j + 1, j + 1), 1
+  if kinds then
+    -- One run: its checks once, and a look only at the events that start or end it.
+    local run, thread = a[i + 1], a[i + 2]
+    local refused, value = nil, 0
+    if redis.call('HEXISTS', purged, thread) == 1 then
+      refused = 2
     else
-      local tag = a[tags + j - 1]
-      kind = string.sub(tag, 1, 1)
-      if kind == 's' or kind == 'e' then k = tonumber(string.sub(tag, 2)) else k = tonumber(tag) end
+      local end_seq = tonumber(redis.call('GET', KEYS[6]))
+      if end_seq then refused, value = 0, end_seq end
     end
-    if hidden[k] == nil then hidden[k] = redis.call('HEXISTS', purged, a[i + 2 * k]) == 1 end
-    if not hidden[k] and ended[k] == nil then
-      ended[k] = tonumber(redis.call('GET', KEYS[4 + 2 * k])) or false
-    end
-    if hidden[k] then
-      codes[j], values[j] = 2, 0
-    elseif ended[k] then
-      codes[j], values[j] = 0, ended[k]
+    if refused then
+      for j = 1, n do codes[j], values[j] = refused, value end
     else
-      seq = seq + 1
-      taken = taken + 1
-      codes[j], values[j] = 1, seq
-      local run = a[i + 2 * k - 1]
-      if kind == 's' then
-        redis.call('HSETNX', runs, run, seq .. ':' .. a[i + 2 * k])
-        started = true
-      elseif kind == 'e' then
-        redis.call('HDEL', runs, run)
-        redis.call('SET', KEYS[4 + 2 * k], seq, 'PX', retention_ms)
-        redis.call('PEXPIRE', KEYS[5 + 2 * k], retention_ms)
-        ended[k] = seq
-        ended_here = true
+      taken, one_slot = n, 1
+      local at = 2
+      while true do
+        local p = string.find(kinds, '[se]', at)
+        if not p then break end
+        local j = p - 1
+        if string.byte(kinds, p) == 115 then -- 's'
+          redis.call('HSETNX', runs, run, (seq + j) .. ':' .. thread)
+          started = true
+        else -- 'e': the run ends here; what follows it in the batch is refused
+          redis.call('HDEL', runs, run)
+          redis.call('SET', KEYS[6], seq + j, 'PX', retention_ms)
+          redis.call('PEXPIRE', KEYS[7], retention_ms)
+          ended_here = true
+          taken = j
+          for later = j + 1, n do codes[later], values[later] = 0, seq + j end
+          break
+        end
+        at = p + 1
       end
-      if one_slot == nil then one_slot = k elseif one_slot ~= k then one_slot = false end
+      if taken < n then
+        for j = 1, taken do codes[j], values[j] = 1, seq + j end
+      end
+      seq = seq + taken
+    end
+  else
+    local hidden, ended = {}, {}
+    for j = 1, n do
+      local tag = a[tags + j - 1]
+      local kind = string.sub(tag, 1, 1)
+      local k
+      if kind == 's' or kind == 'e' then k = tonumber(string.sub(tag, 2)) else k = tonumber(tag) end
+      if hidden[k] == nil then hidden[k] = redis.call('HEXISTS', purged, a[i + 2 * k]) == 1 end
+      if not hidden[k] and ended[k] == nil then
+        ended[k] = tonumber(redis.call('GET', KEYS[4 + 2 * k])) or false
+      end
+      if hidden[k] then
+        codes[j], values[j] = 2, 0
+      elseif ended[k] then
+        codes[j], values[j] = 0, ended[k]
+      else
+        seq = seq + 1
+        taken = taken + 1
+        codes[j], values[j] = 1, seq
+        local run = a[i + 2 * k - 1]
+        if kind == 's' then
+          redis.call('HSETNX', runs, run, seq .. ':' .. a[i + 2 * k])
+          started = true
+        elseif kind == 'e' then
+          redis.call('HDEL', runs, run)
+          redis.call('SET', KEYS[4 + 2 * k], seq, 'PX', retention_ms)
+          redis.call('PEXPIRE', KEYS[5 + 2 * k], retention_ms)
+          ended[k] = seq
+          ended_here = true
+        end
+        if one_slot == nil then one_slot = k elseif one_slot ~= k then one_slot = false end
+      end
     end
   end
   if taken > 0 then

@@ -384,6 +384,38 @@ export function engineConformance(options: EngineConformanceOptions): void {
     });
   });
 
+  test("publishMany() of one run ends it mid-batch and refuses the rest, then all of it", async ({ engine }) => {
+    const user = userId();
+    const results = await engine.publishMany(user, [
+      newEvent("r1", "agent_started"), // 1
+      newEvent("r1"), // 2
+      newEvent("r1", "agent_completed"), // 3
+      newEvent("r1"),
+      newEvent("r1", "agent_failed"),
+    ]);
+    const ended = { published: false, reason: "run_ended", endSeq: 3 };
+    assert.deepEqual(results.map((r) => r.published ? r.event.seq : r), [1, 2, 3, ended, ended]);
+    assert.deepEqual(
+      await engine.publishMany(user, [newEvent("r1"), newEvent("r1")]),
+      [ended, ended],
+    );
+    await publishOk(engine, user, newEvent("r2", "agent_started")); // 4
+    await engine.purgeThread(user, "thread-r2");
+    const purged = { published: false, reason: "thread_purged" };
+    assert.deepEqual(
+      await engine.publishMany(user, [newEvent("r2"), newEvent("r2", "agent_completed")]),
+      [purged, purged],
+    );
+    const range = await engine.readAfter(user, 0);
+    assert.deepEqual(range.events.map((e) => [e.seq, e.name]), [
+      [1, "agent_started"],
+      [2, "agent_thinking"],
+      [3, "agent_completed"],
+    ]);
+    assert.equal(range.seq, 4);
+    assert.deepEqual((await engine.catchUp(user)).activeRuns, []);
+  });
+
   test(
     "publishMany() keeps retention by count exact inside a batch, and reads start mid-batch",
     async ({ engine }) => {
