@@ -104,6 +104,11 @@ local function ensure_epoch(meta, log, runs, candidate, ttl_ms)
   local m = redis.call('HMGET', meta, 'epoch', 'seq', 'server', 'first', 't0', 'x')
   local epoch, seq, first = m[1], tonumber(m[2]) or 0, tonumber(m[4]) or 0
   if epoch and m[3] == GENERATION then return epoch, seq, first, tonumber(m[5]), tonumber(m[6]) end
+  -- A meta this generation did not stamp: this script may only name an epoch once it holds
+  -- the slot (a generation's marker only ever moves from a missing or dead one, so a meta it
+  -- stamped proves it still holds it).
+  local stale = claim_slot()
+  if stale then error(stale) end
   if epoch then
     local newest = redis.call('XREVRANGE', log, '+', '-', 'COUNT', 1)[1]
     if newest and entry_last(newest) > seq then seq = entry_last(newest) end
@@ -422,8 +427,6 @@ export const LUA_PRELUDE = `local GENERATION = ''\n${PRELUDE}`;
  */
 const OPERATIONS = `
 local op = ARGV[1]
-local stale = claim_slot()
-if stale then return stale end
 local meta, log, runs, purged = KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local meta_ttl = tonumber(ARGV[7])
 
