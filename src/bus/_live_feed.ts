@@ -79,6 +79,8 @@ export class LiveFeed {
   #retryMs = FIRST_RETRY_MS;
   #retryTimer?: Timer;
   #failing = false;
+  /** Callers of {@link whenDelivered}, by the seq they wait for. */
+  #waiters: { readonly epoch: string; readonly seq: number; readonly resolve: () => void }[] = [];
 
   constructor(options: LiveFeedOptions) {
     this.#o = options;
@@ -140,9 +142,21 @@ export class LiveFeed {
     void this.#pump();
   }
 
+  /**
+   * Resolves once the events up to `seq` of `epoch` were delivered, the feed moved to another
+   * epoch, or it closed (the engine holds a user's publishing back while its own feed lags).
+   */
+  whenDelivered(epoch: string, seq: number): Promise<void> {
+    if (this.#state === "closed" || this.#epoch !== epoch || this.#lastSeq >= seq) {
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => this.#waiters.push({ epoch, seq, resolve }));
+  }
+
   /** Stops delivering and cancels a pending retry. */
   close(): void {
     this.#state = "closed";
+    this.#wake();
     this.#retryTimer?.cancel();
     this.#retryTimer = undefined;
     this.#queue.clear();
@@ -220,6 +234,7 @@ export class LiveFeed {
     // Everything up to the head was read: what is missing below it was purged.
     if (this.#state === "live" && this.#epoch === range.epoch) {
       this.#lastSeq = Math.max(this.#lastSeq, range.seq);
+      this.#wake();
     }
     return true;
   }
@@ -228,10 +243,23 @@ export class LiveFeed {
     if (this.#epoch !== undefined) this.#retired.add(this.#epoch);
     this.#epoch = epoch;
     this.#lastSeq = lastSeq;
+    this.#wake();
+  }
+
+  /** Resolves the {@link whenDelivered} callers whose wait is over. */
+  #wake(): void {
+    if (this.#waiters.length === 0) return;
+    const open = this.#state !== "closed";
+    this.#waiters = this.#waiters.filter((waiter) => {
+      if (open && waiter.epoch === this.#epoch && waiter.seq > this.#lastSeq) return true;
+      waiter.resolve();
+      return false;
+    });
   }
 
   #emit(event: UserEvent, epoch: string): void {
     this.#lastSeq = event.seq;
+    if (this.#waiters.length > 0) this.#wake();
     for (const subscriber of [...this.#subscribers]) {
       if (!subscriber.active) continue;
       try {

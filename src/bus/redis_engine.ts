@@ -209,6 +209,8 @@ interface FeedEntry {
   waiting: number;
   /** Handshakes that counted a connection and will subscribe next (see acquireConnection). */
   held: number;
+  /** The newest event this instance published for the user, to see how far the feed lags. */
+  published?: FeedHead;
 }
 
 /** Publishes waiting for one user, sent together once the call in flight returns. */
@@ -246,6 +248,15 @@ const META_TTL_MS = 7 * 24 * 3600 * 1000;
  * a script holds Redis for its whole run, so a batch is kept to about a millisecond.
  */
 const MAX_COALESCED_EVENTS = 256;
+/**
+ * How far (in events) a user's own feed on this instance may lag behind what this instance
+ * published for the user before the next publish waits for it, and how long that wait may
+ * last. Publishing gets its answer from Redis long before the events come back over pub/sub
+ * when delivery is the bottleneck; without this, a fast agent runs ahead and its events wait,
+ * stamped, in Redis's output buffer (seconds, in the delivery bench).
+ */
+const MAX_ECHO_LAG = 128;
+const MAX_ECHO_WAIT_MS = 250;
 /** Reply errors that mean "Redis cannot serve now", not "the request is wrong". */
 const UNAVAILABLE_REPLY = /^(LOADING|READONLY|OOM|BUSY|MISCONF|MASTERDOWN|TRYAGAIN|CLUSTERDOWN)/;
 
@@ -693,8 +704,10 @@ export class RedisEngine implements EventEngine {
   /** Sends the user's waiting publishes, as few script calls as the batch limit allows. */
   async #flush(userId: string, outbox: Outbox): Promise<void> {
     outbox.flying = true;
+    const channel = this.#keys(userId).channel;
     try {
       while (outbox.queue.length > 0 && !this.#closed) {
+        await this.#echoRoom(channel);
         const batch: PendingPublish[] = [outbox.queue.shift()!];
         let size = batch[0].events.length;
         while (
@@ -707,6 +720,7 @@ export class RedisEngine implements EventEngine {
         const events = batch.length === 1 ? batch[0].events : batch.flatMap((p) => p.events);
         try {
           const results = await this.#appendBatch(userId, events);
+          this.#notePublished(channel, results);
           let from = 0;
           for (const pending of batch) {
             pending.done.resolve(results.slice(from, from += pending.events.length));
@@ -719,6 +733,38 @@ export class RedisEngine implements EventEngine {
       outbox.flying = false;
       if (outbox.queue.length === 0 && this.#outboxes.get(userId) === outbox) {
         this.#outboxes.delete(userId);
+      }
+    }
+  }
+
+  /** Waits (a little, at most) while the user's feed here lags what this instance published. */
+  async #echoRoom(channel: string): Promise<void> {
+    const entry = this.#feeds.get(channel);
+    const published = entry?.published;
+    if (!entry || !published) return;
+    const { epoch, seq } = entry.feed.position;
+    if (epoch !== published.epoch || published.seq - seq <= MAX_ECHO_LAG) return;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    // Real time, not the engine's clock: this paces the network, and must never hang a test.
+    const timeout = new Promise<void>((resolve) => timer = setTimeout(resolve, MAX_ECHO_WAIT_MS));
+    try {
+      await Promise.race([
+        entry.feed.whenDelivered(published.epoch, published.seq - MAX_ECHO_LAG),
+        timeout,
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  #notePublished(channel: string, results: readonly PublishResult[]): void {
+    const entry = this.#feeds.get(channel);
+    if (!entry) return;
+    for (let i = results.length - 1; i >= 0; i--) {
+      const result = results[i];
+      if (result.published) {
+        entry.published = { epoch: result.epoch, seq: result.event.seq };
+        return;
       }
     }
   }

@@ -212,3 +212,25 @@ async function waitUntil(predicate: () => boolean, what: string): Promise<void> 
   }
   throw new Error(`Never reached: ${what}`);
 }
+
+Deno.test("LiveFeed.whenDelivered() resolves once the seq was delivered, the epoch changed or the feed closed", async () => {
+  const { feed } = setUp(new FakeLog());
+  feed.start({ epoch: "e1", seq: 0 });
+  const order: string[] = [];
+  const upTo2 = feed.whenDelivered("e1", 2).then(() => order.push("2"));
+  const upTo9 = feed.whenDelivered("e1", 9).then(() => order.push("9"));
+  const closed = feed.whenDelivered("e1", 50).then(() => order.push("closed"));
+  await feed.whenDelivered("e1", 0); // already delivered: at once
+  await feed.whenDelivered("other", 5); // another epoch: nothing to wait for
+  feed.receive({ epoch: "e1", event: event(1) });
+  await Promise.resolve();
+  assert.deepEqual(order, []);
+  feed.receive({ epoch: "e1", event: event(2) });
+  await upTo2;
+  assert.deepEqual(order, ["2"]);
+  feed.receive({ epoch: "e2", event: event(1) }); // a new epoch ends the wait for e1's seq 9
+  await upTo9;
+  feed.close();
+  await closed;
+  assert.deepEqual(order, ["2", "9", "closed"]);
+});
