@@ -38,18 +38,46 @@ export interface EngineDeps {
   readonly log: Logger;
 }
 
+/** Builds one kind of engine from the configuration. */
+export type EngineMaker = (config: EngineConfig, deps: EngineDeps) => Promise<EventEngine>;
+
+const redis: EngineMaker = async (config, deps) => {
+  const { RedisEngine } = await import("./redis_engine.ts");
+  const { redisUrl: url, redisKeyPrefix: keyPrefix, instanceId, retention } = config;
+  return new RedisEngine({ url: url!, keyPrefix, instanceId, retention, ...deps });
+};
+
 /**
- * Builds the engine the configuration names: one line per kind of engine.
+ * The shared engine each URL scheme of `REDIS_URL` names: a new engine is one new file plus
+ * one line here (the configuration accepts exactly these schemes).
+ */
+export const ENGINES: Readonly<Record<string, EngineMaker>> = {
+  "redis:": redis,
+  "rediss:": redis,
+  "redis+cluster:": redis, // a Redis Cluster, given by some of its nodes
+  "rediss+cluster:": redis,
+};
+
+/** The scheme of a URL (`redis+cluster:`), read without parsing the rest. */
+export function urlScheme(url: string): string {
+  return /^([A-Za-z][A-Za-z0-9+.-]*:)/.exec(url)?.[1].toLowerCase() ?? "";
+}
+
+/**
+ * Builds the engine the configuration names: the memory engine without a URL, else the one
+ * {@link ENGINES} gives the URL's scheme.
  *
  * @param config The engine's settings.
  * @param deps The clock and the logger.
+ * @throws {RangeError} for a scheme no engine has (the configuration refuses it first).
  */
 export async function createEngine(config: EngineConfig, deps: EngineDeps): Promise<EventEngine> {
-  const { retention } = config;
-  if (config.redisUrl) {
-    const { RedisEngine } = await import("./redis_engine.ts");
-    const { redisUrl: url, redisKeyPrefix: keyPrefix, instanceId } = config;
-    return new RedisEngine({ url, keyPrefix, instanceId, retention, ...deps });
+  if (!config.redisUrl) return new MemoryEngine({ retention: config.retention, ...deps });
+  const make = ENGINES[urlScheme(config.redisUrl)];
+  if (!make) {
+    throw new RangeError(
+      `Cannot create event engine: no engine for "${urlScheme(config.redisUrl)}//"`,
+    );
   }
-  return new MemoryEngine({ retention, ...deps });
+  return await make(config, deps);
 }

@@ -11,6 +11,7 @@
  *
  * @module
  */
+import { ENGINES } from "../bus/mod.ts";
 import { ConfigError } from "./env_reader.ts";
 
 const NODE = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/;
@@ -28,8 +29,11 @@ export function redisUrlProblem(value: string): string | undefined {
   } catch {
     return "must be a valid URL";
   }
-  if (url.protocol !== "redis:" && url.protocol !== "rediss:") {
-    return `must use redis://, rediss:// or redis+cluster://, received "${url.protocol}//"`;
+  if (!Object.hasOwn(ENGINES, url.protocol)) {
+    // Each engine is named by its URL scheme (src/bus/mod.ts).
+    return `must use ${
+      Object.keys(ENGINES).map((scheme) => `${scheme}//`).join(", ")
+    }, received "${url.protocol}//"`;
   }
   return undefined;
 }

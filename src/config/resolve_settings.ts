@@ -10,6 +10,7 @@ import { LLM_PROVIDERS } from "../agent/llm/mod.ts";
 import type { LlmProvider, LlmSettings } from "../agent/llm/mod.ts";
 import type { LogLevel } from "../_util/log.ts";
 import { INTEGER_SETTINGS } from "./agentsocket_settings.ts";
+import { STORES } from "../store/mod.ts";
 import { redisUrlProblem } from "./redis_config.ts";
 import type {
   AgentsocketSettings,
@@ -121,7 +122,7 @@ export function resolveSettings(
   const logLevel = v.oneOf("logLevel", LOG_LEVELS) ?? "info";
   const key = jwtKeySource(v, production);
 
-  const databaseUrl = v.url("databaseUrl", ["postgres:", "postgresql:"]);
+  const databaseUrl = v.url("databaseUrl", Object.keys(STORES));
   const redisUrl = v.string("redisUrl"); // one server, or a cluster: redis_config.ts
   const redisProblem = redisUrl === undefined ? undefined : redisUrlProblem(redisUrl);
   if (redisProblem) throw naming.error("redisUrl", redisProblem);

@@ -29,17 +29,40 @@ export interface StoreDeps {
   readonly log: Logger;
 }
 
+/** Builds one kind of store from the configuration. */
+export type StoreMaker = (config: StoreConfig, deps: StoreDeps) => Promise<ChatStore>;
+
+const postgres: StoreMaker = async (config, deps) => {
+  const { PostgresStore } = await import("./postgres_store.ts");
+  return new PostgresStore({
+    url: config.databaseUrl!,
+    chatIdTtlSeconds: config.chatIdTtlSeconds,
+    ...deps,
+  });
+};
+
 /**
- * Builds the store the configuration names: one line per kind of store.
+ * The store each URL scheme of `DATABASE_URL` names: a new store is one new file plus one line
+ * here (the configuration accepts exactly these schemes).
+ */
+export const STORES: Readonly<Record<string, StoreMaker>> = {
+  "postgres:": postgres,
+  "postgresql:": postgres,
+};
+
+/**
+ * Builds the store the configuration names: the memory store without a URL, else the one
+ * {@link STORES} gives the URL's scheme.
  *
  * @param config The store's settings.
  * @param deps The clock and the logger.
+ * @throws {RangeError} for a scheme no store has (the configuration refuses it first).
  */
 export async function createStore(config: StoreConfig, deps: StoreDeps): Promise<ChatStore> {
   const { chatIdTtlSeconds } = config;
-  if (config.databaseUrl) {
-    const { PostgresStore } = await import("./postgres_store.ts");
-    return new PostgresStore({ url: config.databaseUrl, chatIdTtlSeconds, ...deps });
-  }
-  return new MemoryStore({ clock: deps.clock, chatIdTtlSeconds });
+  if (!config.databaseUrl) return new MemoryStore({ clock: deps.clock, chatIdTtlSeconds });
+  const scheme = /^([A-Za-z][A-Za-z0-9+.-]*:)/.exec(config.databaseUrl)?.[1].toLowerCase() ?? "";
+  const make = STORES[scheme];
+  if (!make) throw new RangeError(`Cannot create store: no store for "${scheme}//"`);
+  return await make(config, deps);
 }
