@@ -107,6 +107,7 @@ export class LeaseKeeper {
     const { stamper } = this.#o;
     const steps: EndingStep[] = [];
     let pieces = "";
+    let confirmedSeq = run.startSeq ?? 0;
     if (run.startSeq === null) {
       steps.push(publish(stamper.event(run, {
         name: "agent_started",
@@ -145,6 +146,7 @@ export class LeaseKeeper {
       }
       for (const event of log) {
         if (event.name === "agent_delta") pieces += String(event.data.text ?? "");
+        confirmedSeq = Math.max(confirmedSeq, event.seq);
       }
     }
     let outcome: RunOutcome;
@@ -164,7 +166,15 @@ export class LeaseKeeper {
       };
     }
     steps.push(publish(terminalEvent(stamper, run, outcome)));
-    return { userId: run.userId, runId: run.id, threadId: run.threadId, outcome: store, steps };
+    return {
+      userId: run.userId,
+      runId: run.id,
+      threadId: run.threadId,
+      outcome: store,
+      steps,
+      confirmedSeq,
+      uncertain: false,
+    };
   }
 
   /** Runs a read of the engine; undefined (reported) when it failed. */

@@ -91,6 +91,7 @@ export async function driveRun(local: LocalRun, deps: RunDriverDeps): Promise<En
       clock: deps.clock,
       stamper: deps.stamper,
       flushMs: deps.flushMs,
+      confirmedSeq: run.startSeq ?? 0,
       onPublished: ({ event }) => {
         if (firstPiece && event.name === "agent_delta") {
           firstPiece = false;
@@ -125,7 +126,7 @@ export async function driveRun(local: LocalRun, deps: RunDriverDeps): Promise<En
     result.failure = { code: "unavailable", message: "The event engine became unavailable" };
   }
   const outcome = outcomeOf(local, result, publisher.reply);
-  const steps: EndingStep[] = publishSteps(left);
+  const steps: EndingStep[] = publishSteps(left.events);
   const closing = closingOf(local, outcome);
   const ts = deps.stamper.now();
   for (const call of tools.takeOpen()) {
@@ -144,7 +145,15 @@ export async function driveRun(local: LocalRun, deps: RunDriverDeps): Promise<En
     steps.push({ kind: "publish", event: toolClosed(deps.stamper, run, call, closing.error) });
   }
   steps.push({ kind: "publish", event: terminalEvent(deps.stamper, run, outcome) });
-  return { userId: run.userId, runId: run.id, threadId: run.threadId, outcome, steps };
+  return {
+    userId: run.userId,
+    runId: run.id,
+    threadId: run.threadId,
+    outcome,
+    steps,
+    confirmedSeq: left.confirmedSeq,
+    uncertain: left.uncertain,
+  };
 }
 
 /** The thread's earlier turns as text, oldest first; undefined when the store failed. */

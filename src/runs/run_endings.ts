@@ -18,7 +18,12 @@ import type { ChatStore, RunOutcome } from "../store/mod.ts";
  */
 export type EndingStep =
   | { readonly kind: "publish"; readonly event: NewEvent }
-  | { readonly kind: "resolve"; readonly decision: ApprovalDecision };
+  | { readonly kind: "resolve"; readonly decision: ApprovalDecision }
+  /**
+   * Go on only if the log holds the run's `agent_started`: after a publish of it whose answer
+   * was lost, and a chat undone, the run may be in the log without a run behind it.
+   */
+  | { readonly kind: "only_if_started" };
 
 /** A run being ended: what is left to do, in order. */
 export interface Ending {
@@ -32,7 +37,20 @@ export interface Ending {
    * approvals to decide, open tool calls to complete (an `agent_started` first for an orphan).
    */
   readonly steps: EndingStep[];
+  /** The seq of the run's last event known to be in the log (0: none known). */
+  confirmedSeq: number;
+  /**
+   * The last publish failed without an answer, so it may have been carried out: before the
+   * next one, the log is read and what it already holds is not published again.
+   */
+  uncertain: boolean;
 }
+
+/** Names published through their own atomic steps, never by an ending's publish steps. */
+const DECIDED_ELSEWHERE: ReadonlySet<string> = new Set([
+  "tool_approval_requested",
+  "tool_approval_resolved",
+]);
 
 /** Wraps events as publish steps. */
 export function publishSteps(events: readonly NewEvent[]): EndingStep[] {
@@ -42,7 +60,7 @@ export function publishSteps(events: readonly NewEvent[]): EndingStep[] {
 /** Options of {@link RunEndings}. */
 export interface RunEndingsOptions {
   readonly store: Pick<ChatStore, "finishRun" | "recordRunStart" | "recordRunEnd">;
-  readonly engine: Pick<EventEngine, "publish" | "resolveApproval">;
+  readonly engine: Pick<EventEngine, "publish" | "resolveApproval" | "readAfter" | "runSeqs">;
   /** Told when a dependency failed (readiness probes it again at once). */
   readonly onDependencyFailure: (error: unknown, what: string) => void;
   /** Told once per run whose terminal status this instance stored. */
@@ -115,8 +133,25 @@ export class RunEndings {
       this.#o.onStored?.(ending, ending.outcome);
       ending.outcome = undefined;
     }
+    if (ending.uncertain && !(await this.#reconcile(ending))) return; // retried
     while (ending.steps.length > 0) {
       const step = ending.steps[0];
+      if (step.kind === "only_if_started") {
+        let started: boolean;
+        try {
+          const seqs = await engine.runSeqs(ending.userId, [ending.runId]);
+          started = seqs.get(ending.runId)?.startSeq !== undefined;
+        } catch (error) {
+          this.#o.onDependencyFailure(error, "could not read a run's start");
+          return; // retried
+        }
+        if (!started) {
+          this.#endings.delete(ending.runId);
+          return;
+        }
+        ending.steps.shift();
+        continue;
+      }
       if (step.kind === "resolve") {
         try {
           // Whatever the outcome (won, already decided, run or request gone), it is settled.
@@ -134,9 +169,11 @@ export class RunEndings {
         result = await engine.publish(ending.userId, event);
       } catch (error) {
         this.#o.onDependencyFailure(error, "could not publish a run's end");
+        ending.uncertain = true; // its answer may be what was lost
         return; // retried once the engine is back
       }
       ending.steps.shift();
+      if (result.published) ending.confirmedSeq = result.event.seq;
       if (!result.published) {
         // The engine already holds this run's terminal event (published before a crash), or
         // the run's thread was deleted: nothing more of it goes out.
@@ -152,6 +189,32 @@ export class RunEndings {
       if (ending.steps.length === 0) await this.#recordEnd(ending, result.event.seq);
     }
     this.#endings.delete(ending.runId);
+  }
+
+  /**
+   * After a publish whose answer was lost: drops from the front of the ending the events the
+   * log already holds (only this ending publishes this run's events, in order, so they are its
+   * first publish steps).
+   *
+   * @returns false when the log could not be read (the ending waits for the next retry).
+   */
+  async #reconcile(ending: Ending): Promise<boolean> {
+    let held;
+    try {
+      held = await this.#o.engine.readAfter(ending.userId, ending.confirmedSeq);
+    } catch (error) {
+      this.#o.onDependencyFailure(error, "could not read a run's events back");
+      return false;
+    }
+    for (const event of held.events) {
+      if (event.runId !== ending.runId || DECIDED_ELSEWHERE.has(event.name)) continue;
+      const step = ending.steps[0];
+      if (step?.kind !== "publish" || step.event.name !== event.name) break;
+      ending.steps.shift();
+      ending.confirmedSeq = event.seq;
+    }
+    ending.uncertain = false;
+    return true;
   }
 
   async #recordEnd(ending: Ending, seq: number): Promise<void> {

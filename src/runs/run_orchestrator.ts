@@ -23,12 +23,12 @@ import type { ChatStore, RunOutcome, RunRecord } from "../store/mod.ts";
 import type { ToolRegistry } from "../tools/mod.ts";
 import { ApprovalGate } from "./approval_gate.ts";
 import { LeaseKeeper } from "./lease_keeper.ts";
-import { driveRun } from "./run_driver.ts";
+import { driveRun, terminalEvent } from "./run_driver.ts";
 import { askBeforeRun, reportUsage } from "./run_hooks.ts";
 import type { RunChoice, RunHooks } from "./run_hooks.ts";
 import type { LocalRun, StopReason } from "./run_driver.ts";
 import { dependencyOf, RunEndings } from "./run_endings.ts";
-import type { Ending } from "./run_endings.ts";
+import type { Ending, EndingStep } from "./run_endings.ts";
 import { EventStamper } from "./run_events.ts";
 
 /** What a run's end reports to metrics and hooks. */
@@ -249,7 +249,7 @@ export class RunOrchestrator implements RunService {
       }, { clock: this.#o.clock, log: this.#o.log, timeoutMs: this.#o.hookTimeoutMs ?? 3_000 });
       if (verdict.kind !== "go") {
         // A refused chat stores nothing (docs/protocol.md#errors).
-        await this.#undoChat(run);
+        await this.#undoChat(run, false);
         return verdict.kind === "refuse"
           ? { ok: false, code: "refused", message: verdict.message, refusal: verdict.code }
           : refuse("unavailable", "The chat could not be checked; nothing was stored");
@@ -265,11 +265,15 @@ export class RunOrchestrator implements RunService {
           data: { chatId: chat.id, text: chat.text },
         }),
       );
-      if (!published.published) throw new Error("agent_started refused for a new run");
     } catch (error) {
       this.#dependencyFailed(error, "could not publish agent_started");
-      await this.#undoChat(run);
+      await this.#undoChat(run, true);
       return refuse("unavailable", "The event engine is unavailable; nothing was stored");
+    }
+    if (!published.published) {
+      // Its thread was deleted meanwhile (a run of a new thread cannot have ended).
+      await this.#undoChat(run, false);
+      return refuse("not_found", "Thread not found");
     }
     try {
       await store.recordRunStart(userId, run.id, published.event.seq);
@@ -277,7 +281,7 @@ export class RunOrchestrator implements RunService {
       // The run goes on; only the message's seq stays unknown until it can be written.
       this.#dependencyFailed(error, "could not record a run's start");
     }
-    this.#launch(run, choice);
+    this.#launch({ ...run, startSeq: published.event.seq }, choice);
     return { ok: true, ack: { type: "ack", id: chat.id, threadId: run.threadId, runId: run.id } };
   }
 
@@ -518,23 +522,35 @@ export class RunOrchestrator implements RunService {
     }
   }
 
-  async #undoChat(run: RunRecord): Promise<void> {
+  /**
+   * Undoes a chat whose `agent_started` could not be published. When that publish failed
+   * without an answer it may have been carried out anyway: then the run is ended in the log
+   * too (`agent_failed`, `unavailable`) once the engine answers, if it holds the start, so no
+   * run stays in flight there with nothing behind it.
+   */
+  async #undoChat(run: RunRecord, maybePublished: boolean): Promise<void> {
+    const outcome = {
+      status: "failed",
+      error: { code: "unavailable", message: "The event engine was unavailable" },
+      reply: "",
+    } as const;
+    const inLog: EndingStep[] = maybePublished
+      ? [
+        { kind: "only_if_started" },
+        { kind: "publish", event: terminalEvent(this.#stamper, run, outcome) },
+      ]
+      : [];
+    const ending = { userId: run.userId, runId: run.id, threadId: run.threadId };
     try {
       await this.#o.store.abandonChat(run.userId, run.id);
     } catch (error) {
       // Could not undo: end it as failed so that the id answers with a final status.
       this.#dependencyFailed(error, "could not undo a chat");
-      this.#endings.park({
-        userId: run.userId,
-        runId: run.id,
-        threadId: run.threadId,
-        outcome: {
-          status: "failed",
-          error: { code: "unavailable", message: "The event engine was unavailable" },
-          reply: "",
-        },
-        steps: [],
-      });
+      this.#endings.park({ ...ending, outcome, steps: inLog, confirmedSeq: 0, uncertain: false });
+      return;
+    }
+    if (inLog.length > 0) {
+      this.#endings.park({ ...ending, steps: inLog, confirmedSeq: 0, uncertain: false });
     }
   }
 

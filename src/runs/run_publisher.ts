@@ -5,7 +5,10 @@
  * single pump sends them, all that queued while the previous call was out in one
  * `publishMany` (one round trip to a shared engine however fast the agent emits). When the
  * engine fails, or refuses because another instance already ended the run, the pump stops and
- * keeps what it could not send, for the run's ending to publish (or drop).
+ * keeps what it could not send, for the run's ending to publish (or drop). A call that failed
+ * may still have been carried out (its answer was lost): the publisher then says so
+ * (`uncertain`), with the last seq it knows the run holds, and the ending reads the log before
+ * it publishes again, so no event goes out twice.
  *
  * @module
  */
@@ -30,6 +33,18 @@ export interface RunPublisherOptions {
   readonly flushMs?: number;
   /** Told of each event once the engine holds it. */
   readonly onPublished?: (result: Extract<PublishResult, { published: true }>) => void;
+  /** The seq of the run's last event already in the log (its `agent_started`). @default 0 */
+  readonly confirmedSeq?: number;
+}
+
+/** What a closed publisher leaves for the run's ending. */
+export interface PublisherLeftovers {
+  /** Events not known to be published, in order. */
+  readonly events: NewEvent[];
+  /** The seq of the run's last event the engine confirmed. */
+  readonly confirmedSeq: number;
+  /** The last call failed without an answer: its events may be in the log already. */
+  readonly uncertain: boolean;
 }
 
 /** What stopped a publisher. */
@@ -46,6 +61,7 @@ export class RunPublisher {
   #pumping?: Promise<void>;
   #stopped?: PublisherStop;
   #published = 0;
+  #confirmedSeq: number;
   #reply = "";
   /** Settled after each call the pump makes, for {@link whenRoom}. */
   #progress = Promise.withResolvers<void>();
@@ -53,6 +69,7 @@ export class RunPublisher {
   constructor(run: RunRef, options: RunPublisherOptions) {
     this.#run = run;
     this.#o = options;
+    this.#confirmedSeq = options.confirmedSeq ?? 0;
     this.#coalescer = new PieceCoalescer({
       clock: options.clock,
       flushMs: options.flushMs,
@@ -115,10 +132,14 @@ export class RunPublisher {
    * Stops taking pieces (those that arrive after a cancel are dropped), flushes the one that
    * waits, and resolves with what could not be published, in order.
    */
-  async close(): Promise<NewEvent[]> {
+  async close(): Promise<PublisherLeftovers> {
     await this.settle();
     this.#coalescer.close();
-    return this.#stopped?.kind === "ended_elsewhere" ? [] : this.#queue.splice(0);
+    return {
+      events: this.#stopped?.kind === "ended_elsewhere" ? [] : this.#queue.splice(0),
+      confirmedSeq: this.#confirmedSeq,
+      uncertain: this.#stopped?.kind === "failed",
+    };
   }
 
   #enqueue(event: NewEvent): void {
@@ -151,6 +172,7 @@ export class RunPublisher {
           this.#queue.length = 0;
           return;
         }
+        this.#confirmedSeq = result.event.seq;
         this.#o.onPublished?.(result);
       }
       // An agent that emits as fast as it can, over an in-process engine, never leaves the

@@ -6,7 +6,10 @@ import { silentLogger } from "../../../src/_util/log.ts";
 import { RunOrchestrator } from "../../../src/runs/mod.ts";
 import { MemoryStore } from "../../../src/store/mod.ts";
 import { ToolRegistry } from "../../../src/tools/mod.ts";
+import { DependencyUnavailableError } from "../../../src/_util/dependency_unavailable_error.ts";
 import { ManualClock } from "../../_helpers/manual_clock.ts";
+
+const TERMINAL = new Set(["agent_completed", "agent_failed", "agent_cancelled"]);
 import { alice, heldTool, ScriptedAgent, setup, until } from "./_runs_harness.ts";
 
 const chat = (id: string, text: string, threadId?: string) =>
@@ -359,4 +362,63 @@ Deno.test("RunOrchestrator reaps a run whose owner stopped renewing its lease ex
   await owner.stop();
   assert.equal(events.filter((e) => e.runId === outcome.ack.runId).length, ofRun.length);
   for (const s of survivors) await s.stop();
+});
+
+/** The memory engine, but the answer of chosen publish calls is lost after they were carried out. */
+function lossyEngine(clock: ManualClock, lose: { publishMany?: number[]; publish?: number[] }) {
+  const engine = new MemoryEngine({ clock, retention: { count: 1000, seconds: 3600 } });
+  const calls = { publishMany: 0, publish: 0 };
+  const lost = () => new DependencyUnavailableError("redis", "Redis is unavailable: timed out");
+  return new Proxy(engine, {
+    get(target, property) {
+      if (property === "publishMany") {
+        return async (...args: Parameters<MemoryEngine["publishMany"]>) => {
+          const results = await target.publishMany(...args);
+          if (lose.publishMany?.includes(++calls.publishMany)) throw lost();
+          return results;
+        };
+      }
+      if (property === "publish") {
+        return async (...args: Parameters<MemoryEngine["publish"]>) => {
+          const result = await target.publish(...args);
+          if (lose.publish?.includes(++calls.publish)) throw lost();
+          return result;
+        };
+      }
+      const value = Reflect.get(target, property);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+}
+
+Deno.test("RunOrchestrator publishes nothing twice when an engine's answer is lost after it acted", async () => {
+  const clock = new ManualClock(Date.now());
+  // The run's first batch of pieces, then the ending's first publish: both carried out, both
+  // answered with a timeout.
+  const engine = lossyEngine(clock, { publishMany: [1], publish: [2] });
+  const agent = new ScriptedAgent();
+  const h = await setup({ clock, agent, engine, streamFlushMs: 0 });
+  h.orchestrator.start(); // endings are retried on its timer
+  const outcome = await h.orchestrator.startChat(alice, chat("c1", "x"));
+  assert.ok(outcome.ok);
+  await agent.started.promise;
+  agent.next({ kind: "text", text: "one " });
+  agent.next({ kind: "text", text: "two" });
+  agent.end();
+  // The ending's retries (on the clock) find in the log what was carried out and publish the rest.
+  for (let i = 0; i < 10 && !h.names().includes("agent_failed"); i++) {
+    for (let turn = 0; turn < 50; turn++) await new Promise((r) => setTimeout(r, 0));
+    h.clock.advance(1_000);
+  }
+  await until(() => h.names().includes("agent_failed"));
+  const ofRun = h.events.filter((e) => e.runId === outcome.ack.runId);
+  const seqs = ofRun.map((e) => e.seq);
+  assert.equal(new Set(seqs).size, seqs.length);
+  const deltas = ofRun.filter((e) => e.name === "agent_delta").map((e) => e.data.text);
+  // "two" may come after the failed publish stopped the run: then it is dropped, not doubled.
+  assert.ok(["one ", "one two"].includes(deltas.join("")), `each piece once: ${deltas}`);
+  const terminal = ofRun.filter((e) => TERMINAL.has(e.name));
+  assert.equal(terminal.length, 1);
+  assert.equal(terminal[0].data.text, deltas.join(""), "the terminal text is the pieces");
+  await h.dispose();
 });
