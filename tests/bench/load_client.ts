@@ -21,10 +21,14 @@ import type {
   LoadConfig,
   LoadMessage,
   LoadResult,
+  StreamConfig,
+  StreamResult,
 } from "./_load_protocol.ts";
 import { RELEASE } from "./_load_protocol.ts";
 import { cpuMs, probeDelta, readProbes } from "./_proc.ts";
 import { summarize } from "./_stats.ts";
+import { streamClock, streamDirect, streamRun } from "./_stream_runs.ts";
+import type { StreamRunOutcome } from "./_stream_runs.ts";
 
 const PROTOCOLS = ["agentsocket.v1"];
 const READY_PREFIX = '{"type":"ready"';
@@ -395,6 +399,93 @@ async function churn(config: ChurnConfig): Promise<ChurnResult> {
   };
 }
 
+async function stream(config: StreamConfig): Promise<StreamResult> {
+  const clock = await streamClock(config.modelUrl);
+  let connections: Connected[] = [];
+  const failures: FailureCounts = {};
+  if (config.via === "agentsocket") {
+    const hellos = await hellosOf(config);
+    const outcomes = await pool(
+      hellos.length,
+      config.concurrency,
+      (i) => connect(config, hellos[i]),
+    );
+    for (const o of outcomes) if (!o.ok) countFailure(failures, o.reason);
+    connections = outcomes.filter((o): o is Connected => o.ok);
+  }
+
+  const load0 = cpuMs("self");
+  const probes0 = readProbes(config.probes);
+  const t0 = performance.now();
+  const runOne = (i: number): Promise<StreamRunOutcome> =>
+    config.via === "agentsocket"
+      ? streamRun(connections[i].ws, connections[i].closed, {
+        id: `stream-${config.firstUser + i}`,
+        pieces: config.pieces,
+        timeoutMs: config.timeoutMs,
+      })
+      : streamDirect(config.modelUrl, { pieces: config.pieces, timeoutMs: config.timeoutMs });
+  const count = config.via === "agentsocket" ? connections.length : config.count;
+  const outcomes: StreamRunOutcome[] = [];
+  if (config.sequential) {
+    for (let i = 0; i < count; i++) outcomes.push(await runOne(i));
+  } else {
+    outcomes.push(...await Promise.all(Array.from({ length: count }, (_, i) => runOne(i))));
+  }
+  const probes = probeDelta(probes0, readProbes(config.probes));
+  const loadCpuMs = cpuMs("self") - load0;
+  await closeAll(connections, config.timeoutMs);
+
+  const ended = outcomes.map((o) => o.endedAt).filter((t) => Number.isFinite(t));
+  const wallMs = (ended.length > 0 ? Math.max(...ended) : performance.now()) - t0;
+  const mismatches: string[] = [];
+  let pieces = 0, events = 0, deltaEvents = 0, bytes = 0, textExact = 0, failed = 0;
+  for (const o of outcomes) {
+    pieces += o.pieces;
+    events += o.events;
+    deltaEvents += o.deltaEvents;
+    bytes += o.bytes;
+    if (o.failure !== undefined) {
+      failed++;
+      countFailure(failures, o.failure);
+    }
+    if (o.textMismatch === undefined) textExact++;
+    else if (mismatches.length < 3) mismatches.push(o.textMismatch);
+  }
+  const perSecond = (n: number) => wallMs > 0 ? n / (wallMs / 1000) : NaN;
+  const notConnected = config.count - outcomes.length;
+  return {
+    mode: "stream",
+    via: config.via,
+    runs: config.count,
+    failedRuns: failed + notConnected,
+    failures,
+    pieces,
+    events,
+    deltaEvents,
+    bytes,
+    wallMs,
+    piecesPerSecond: perSecond(pieces),
+    eventsPerSecond: perSecond(events),
+    // A run that never got its first piece counts as the time limit.
+    firstPieceLatency: summarize(
+      outcomes.map((o) => o.firstPieceMs).filter((ms) => Number.isFinite(ms)),
+      {
+        failures: outcomes.filter((o) => !Number.isFinite(o.firstPieceMs)).length + notConnected,
+        worst: config.timeoutMs,
+      },
+    ),
+    firstPieceSamples: outcomes.map((o) => o.firstPieceMs),
+    deltaRate: summarize(outcomes.map((o) => o.deltaRate).filter((r) => Number.isFinite(r))),
+    deltaBusiestSecond: Math.max(0, ...outcomes.map((o) => o.deltaBusiestSecond)),
+    textExact,
+    textMismatches: mismatches,
+    clock,
+    cpuMs: probes,
+    loadCpuMs,
+  };
+}
+
 // ---- process --------------------------------------------------------------------------------
 
 function emit(message: LoadMessage): void {
@@ -433,6 +524,9 @@ async function main(): Promise<number> {
       break;
     case "churn":
       result = await churn(config);
+      break;
+    case "stream":
+      result = await stream(config);
       break;
   }
   emit({ type: "result", result });
