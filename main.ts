@@ -1,18 +1,20 @@
 /**
- * agentsocket: a Deno-native WebSocket backend for real-time AI chat. Wiring only: load the
- * configuration, build the server, serve, and drain on SIGTERM or SIGINT.
+ * agentsocket as a program (`deno task start`): a Deno-native WebSocket backend for real-time
+ * AI chat. Wiring only: read the configuration from the environment, build the server through
+ * the same factory an embedding application uses (`mod.ts`), serve, and drain on SIGTERM or
+ * SIGINT.
  *
  * @module
  */
-import { ConfigError, loadConfig } from "./src/config/mod.ts";
-import { buildServer } from "./src/server/build_server.ts";
+import { ConfigError, loadEnvConfig } from "./src/config/mod.ts";
+import { openAgentsocket } from "./src/server/create_agentsocket.ts";
 import { keepListening } from "./src/server/keep_listening.ts";
 import { StartupError } from "./src/server/startup_error.ts";
 
 async function main(): Promise<number> {
   let config;
   try {
-    config = loadConfig();
+    config = loadEnvConfig();
   } catch (error) {
     if (error instanceof ConfigError) {
       console.error(error.message);
@@ -22,9 +24,9 @@ async function main(): Promise<number> {
   }
   let server;
   try {
-    server = await buildServer(config);
+    server = await openAgentsocket(config);
   } catch (error) {
-    if (error instanceof StartupError) {
+    if (error instanceof StartupError || error instanceof ConfigError) {
       console.error(error.message);
       return 1;
     }
@@ -71,7 +73,7 @@ async function main(): Promise<number> {
   }
   let signal: string;
   try {
-    await Promise.race([server.start(), server.fatal]);
+    await server.start();
     signal = await Promise.race([stopped.promise, server.fatal]);
   } catch (error) {
     if (!(error instanceof StartupError)) throw error;

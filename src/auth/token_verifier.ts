@@ -1,6 +1,6 @@
 /**
  * Verifies bearer JWTs with jose: HS256 with a secret (configured, or random per boot in
- * development), or RS256/ES256/EdDSA with a JWKS URL or a public key (SPEC §1, §3).
+ * development), or RS256/ES256/EdDSA with a JWKS URL or a public key (`docs/protocol.md#tokens`).
  *
  * @module
  */
@@ -14,8 +14,8 @@ import {
 } from "jose";
 import type { CryptoKey, JWK, JWTPayload, JWTVerifyGetKey, KeyObject } from "jose";
 import { DependencyUnavailableError } from "../_util/dependency_unavailable_error.ts";
-import { InvalidTokenError } from "../connection/ports.ts";
-import type { Principal, TokenVerifier } from "../connection/ports.ts";
+import { InvalidTokenError } from "../connection/mod.ts";
+import type { Principal, TokenVerifier } from "../connection/mod.ts";
 
 /** Longest accepted `sub`, in characters. */
 export const MAX_USER_ID_LENGTH = 256;

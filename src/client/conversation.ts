@@ -1,37 +1,22 @@
 /**
- * One thread as a list of turns (the user's message, the agent's steps, the reply), built from
- * the REST history and the live events and merged by run: a run shows once, whichever source
- * told of it first, and a reset reloads the history into what is already shown.
+ * One thread as a list of turns (the user's message, the agent's steps, the reply as it grows),
+ * built from the REST history and the runs the client follows, merged by run: a run shows
+ * once, whichever source told of it first, a run that ended in the history shows its stored
+ * (partial) reply and status, and a reset reloads the history into what is already shown.
  *
  * @module
  */
-import { TERMINAL_EVENT_NAMES } from "../protocol/mod.ts";
-import type { EventFrame } from "../protocol/mod.ts";
+import type { HistoryMessage, RunStatus } from "../protocol/mod.ts";
 import type { AgentSocketClient } from "./agent_socket_client.ts";
-import type { ChatRun, ChatRunOutcome, ChatRunState } from "./chat_run.ts";
-import type { HistoryMessage } from "./history.ts";
+import type { ChatRun, ChatRunState, PendingApproval } from "./chat_run.ts";
+import { ChatRefusedError, RunFailedError, RunLostError } from "./errors.ts";
+import type { RunStep } from "./run_progress.ts";
 
-/** One thing the agent did in a turn. */
-export type TurnStep =
-  | { readonly kind: "thinking"; readonly seq: number; readonly text: string }
-  | {
-    readonly kind: "tool";
-    readonly seq: number;
-    readonly toolCallId: string;
-    readonly tool: string;
-    readonly input: unknown;
-    /** Present once `tool_completed` arrived. */
-    readonly output?: unknown;
-    /** `tool_completed`'s `data.error`, e.g. when the run was cancelled mid-call. */
-    readonly error?: { readonly code?: string; readonly message?: string };
-    readonly done: boolean;
-  };
+/** One thing the agent did in a turn (a reasoning block, or a tool call). */
+export type TurnStep = RunStep;
 
-/**
- * A turn's status: a {@link ChatRunState}, or `unknown` for a run known only from the
- * history that has no reply and is not running (it failed or was cancelled).
- */
-export type TurnStatus = ChatRunState | "unknown";
+/** A turn's status: its run's (from the run followed, or the history's `runStatus`). */
+export type TurnStatus = ChatRunState;
 
 /** One exchange: the user's message and what the agent did with it. */
 export interface Turn {
@@ -40,15 +25,33 @@ export interface Turn {
   readonly runId?: string;
   readonly chatId?: string;
   readonly userText: string;
+  /** Reasoning blocks and tool calls, in the order they began. */
   readonly steps: readonly TurnStep[];
+  /** The reply so far (partial for a run that failed or was cancelled); none before any. */
   readonly reply?: string;
+  /** The reasoning so far. */
+  readonly reasoning: string;
   readonly status: TurnStatus;
-  /** Why the turn did not complete. */
+  /** Why the turn did not complete, for people. */
   readonly error?: string;
+  /**
+   * Why, as a code: a run's failure (`context_too_long`, `provider_unavailable`, …), a refusal
+   * (`too_many_runs`, `rate_limited`, `frame_too_large`, …), or `lost`.
+   */
+  readonly errorCode?: string;
+  /** The seq of the run's `agent_started`, when known. */
+  readonly seq?: number;
+  /** The tool calls waiting for a decision (answer through `run.approve`). */
+  readonly pendingApprovals: readonly PendingApproval[];
+  /** The run, while the client follows it (to cancel, approve, or iterate its pieces). */
+  readonly run?: ChatRun;
 }
 
 /** What a {@link Conversation} needs of the client (an {@link AgentSocketClient}). */
-export type ConversationClient = Pick<AgentSocketClient, "on" | "chat" | "cancel" | "listMessages">;
+export type ConversationClient = Pick<
+  AgentSocketClient,
+  "on" | "chat" | "cancel" | "listMessages" | "runs"
+>;
 
 /** Options of {@link Conversation}. */
 export interface ConversationOptions {
@@ -56,58 +59,59 @@ export interface ConversationOptions {
   readonly threadId?: string;
 }
 
-interface MutableTurn {
-  key: string;
-  runId?: string;
-  chatId?: string;
-  userText: string;
-  steps: TurnStep[];
+/** What the history holds of one run. */
+interface StoredRun {
+  runId: string;
+  userText?: string;
   reply?: string;
-  status: TurnStatus;
-  error?: string;
+  status: RunStatus;
+  error?: { readonly code: string; readonly message: string };
+  seq?: number;
 }
 
-const SETTLED: ReadonlySet<TurnStatus> = new Set([
-  "completed",
-  "failed",
-  "cancelled",
-  "refused",
-  "lost",
-]);
+/** One turn as the conversation keeps it: a followed run, the history's record, or both. */
+interface TurnRecord {
+  run?: ChatRun;
+  stored?: StoredRun;
+  /** The order in which turns became known (ties among turns without a seq). */
+  readonly order: number;
+}
+
+const HISTORY_PAGE = 200;
 
 /**
- * A thread's turns, kept current from the client's events and the history.
+ * A thread's turns, kept current from the client's runs and the history.
  *
  * @example Show a thread
  * ```ts ignore
- * const conversation = new Conversation(client, { threadId });
+ * const conversation = await client.openThread(threadId);
  * conversation.onChange(() => render(conversation.turns));
- * await conversation.load();
  * conversation.send("what is 6*7");
  * ```
  */
 export class Conversation {
   #client: ConversationClient;
   #threadId?: string;
-  #turns: MutableTurn[] = [];
-  #byKey = new Map<string, MutableTurn>();
+  #turns: TurnRecord[] = [];
   #listeners = new Set<() => void>();
-  #offs: (() => void)[];
+  #offs: (() => void)[] = [];
+  #runOffs = new Map<ChatRun, () => void>();
   #notice?: string;
+  #older?: string;
+  #order = 0;
+  #snapshot?: readonly Turn[];
 
   constructor(client: ConversationClient, options: ConversationOptions = {}) {
     this.#client = client;
     this.#threadId = options.threadId;
     this.#offs = [
-      client.on("event", (event) => this.#onEvent(event)),
       client.on("run", (run) => {
-        if (!run.local && run.threadId !== undefined && run.threadId === this.#threadId) {
-          this.#follow(run);
-        }
+        if (this.#threadId !== undefined && run.threadId === this.#threadId) this.#adopt(run);
       }),
-      // SPEC §3 Resume: resumed:false → reload the history.
+      // docs/protocol.md#resume: resumed:false → reload the history.
       client.on("reset", () => void this.load().catch(() => {})),
     ];
+    this.#adoptFollowed();
   }
 
   /** The thread shown; set by the first message's ack when there was none. */
@@ -117,12 +121,22 @@ export class Conversation {
 
   /** The turns, oldest first. */
   get turns(): readonly Turn[] {
-    return this.#turns;
+    return this.#snapshot ??= this.#turns.map(turnOf);
   }
 
   /** Whether a run of this thread is in flight (a thread runs one run at a time). */
   get busy(): boolean {
-    return this.#turns.some((turn) => turn.status === "sending" || turn.status === "running");
+    return this.turns.some((turn) => turn.status === "sending" || turn.status === "running");
+  }
+
+  /** Whether older history exists ({@link Conversation.loadOlder} reads it). */
+  get hasOlder(): boolean {
+    return this.#older !== undefined;
+  }
+
+  /** The tool calls of this thread waiting for a decision. */
+  get pendingApprovals(): readonly PendingApproval[] {
+    return this.turns.flatMap((turn) => turn.pendingApprovals);
   }
 
   /** A line for the reader when the server lost this thread's history (e.g. a restart). */
@@ -131,7 +145,7 @@ export class Conversation {
   }
 
   /**
-   * Calls `listener` after every change.
+   * Calls `listener` after every change (a piece of a reply included).
    *
    * @returns A function that removes it.
    */
@@ -149,10 +163,11 @@ export class Conversation {
   async load(): Promise<boolean> {
     const threadId = this.#threadId;
     if (threadId === undefined) return true;
-    const page = await this.#client.listMessages(threadId, { limit: 200 });
+    const page = await this.#client.listMessages(threadId, { limit: HISTORY_PAGE });
     if (threadId !== this.#threadId) return true;
     if (page === null) {
       this.#threadId = undefined;
+      this.#older = undefined;
       if (this.#turns.length > 0) {
         this.#notice = "The server no longer has this conversation (its history was reset). " +
           "What is shown here stays; your next message starts a new conversation.";
@@ -160,7 +175,26 @@ export class Conversation {
       this.#changed();
       return false;
     }
-    this.#mergeHistory(page.items);
+    this.#older = page.nextCursor;
+    this.#merge(page.items, "newest");
+    this.#adoptFollowed();
+    this.#changed();
+    return true;
+  }
+
+  /**
+   * Loads the page of history just older than what is shown, and puts it first.
+   *
+   * @returns `false` when there was nothing older.
+   */
+  async loadOlder(): Promise<boolean> {
+    const threadId = this.#threadId;
+    const before = this.#older;
+    if (threadId === undefined || before === undefined) return false;
+    const page = await this.#client.listMessages(threadId, { limit: HISTORY_PAGE, before });
+    if (threadId !== this.#threadId || page === null) return false;
+    this.#older = page.nextCursor;
+    this.#merge(page.items, "older");
     this.#changed();
     return true;
   }
@@ -169,115 +203,81 @@ export class Conversation {
    * Sends a message on this thread.
    *
    * @throws {Error} When a run is in flight on the thread.
+   * @throws {FrameTooLargeError} When the message would not fit in a frame.
    */
   send(text: string): ChatRun {
     if (this.busy) throw new Error("Cannot send: a run is in flight on this conversation");
     const run = this.#client.chat(text, { threadId: this.#threadId });
-    const turn: MutableTurn = {
-      key: run.chatId!,
-      chatId: run.chatId,
-      userText: text,
-      steps: [],
-      status: "sending",
-    };
-    this.#turns.push(turn);
-    this.#byKey.set(turn.key, turn);
-    this.#follow(run);
+    this.#adopt(run);
     void run.accepted.then((ack) => {
       this.#threadId ??= ack.threadId;
       this.#notice = undefined;
-      this.#bind(turn, ack.runId);
-      if (turn.status === "sending") turn.status = "running";
       this.#changed();
     }, () => {});
-    this.#changed();
     return run;
   }
 
   /** Cancels the run in flight, if any. */
   cancel(): void {
-    const turn = this.#turns.find((t) => t.status === "sending" || t.status === "running");
-    if (turn?.runId !== undefined) this.#client.cancel(turn.runId);
+    const turn = this.turns.find((t) => t.status === "sending" || t.status === "running");
+    if (turn?.run) turn.run.cancel();
+    else if (turn?.runId !== undefined) this.#client.cancel(turn.runId);
   }
 
-  /** Stops listening to the client. */
+  /** Stops listening to the client and its runs. */
   dispose(): void {
     for (const off of this.#offs.splice(0)) off();
+    for (const off of this.#runOffs.values()) off();
+    this.#runOffs.clear();
     this.#listeners.clear();
   }
 
-  #follow(run: ChatRun): void {
-    void run.settled.then((outcome) => this.#onSettled(run, outcome));
+  /** Takes the runs the client follows on this thread (a reply in flight stays live). */
+  #adoptFollowed(): void {
+    if (this.#threadId === undefined) return;
+    for (const run of this.#client.runs) if (run.threadId === this.#threadId) this.#adopt(run);
   }
 
-  #onSettled(run: ChatRun, outcome: ChatRunOutcome): void {
-    const turn = (run.runId !== undefined ? this.#byKey.get(run.runId) : undefined) ??
-      (run.chatId !== undefined ? this.#byKey.get(run.chatId) : undefined);
-    if (!turn || SETTLED.has(turn.status)) return;
-    turn.status = outcome.state;
-    if (outcome.reply !== undefined) turn.reply ??= outcome.reply;
-    if (outcome.error) turn.error = outcome.error.message;
+  #adopt(run: ChatRun): void {
+    if (this.#runOffs.has(run)) return;
+    const record = (run.runId !== undefined ? this.#find(run.runId) : undefined) ??
+      { order: this.#order++ };
+    if (!this.#turns.includes(record)) this.#turns.push(record);
+    record.run = run;
+    this.#runOffs.set(run, run.onChange(() => this.#changed()));
     this.#changed();
   }
 
-  #onEvent(event: EventFrame): void {
-    let turn = this.#byKey.get(event.runId);
-    if (!turn && event.name === "agent_started" && typeof event.data.chatId === "string") {
-      turn = this.#byKey.get(event.data.chatId);
-      if (turn) this.#bind(turn, event.runId);
-    }
-    if (!turn) {
-      if (this.#threadId === undefined || event.threadId !== this.#threadId) return;
-      turn = { key: event.runId, runId: event.runId, userText: "", steps: [], status: "running" };
-      this.#turns.push(turn);
-      this.#byKey.set(turn.key, turn);
-    }
-    applyEvent(turn, event);
-    this.#changed();
+  #find(runId: string): TurnRecord | undefined {
+    return this.#turns.find((t) => t.run?.runId === runId || t.stored?.runId === runId);
   }
 
-  #bind(turn: MutableTurn, runId: string): void {
-    if (turn.runId === runId) return;
-    turn.runId = runId;
-    turn.key = runId;
-    this.#byKey.set(runId, turn);
-  }
-
-  #mergeHistory(messages: readonly HistoryMessage[]): void {
-    const fromHistory: MutableTurn[] = [];
-    const seen = new Set<MutableTurn>();
+  /**
+   * Merges a page of history. Turns the page does not hold keep their place: those shown
+   * before the page's first turn stay before it, the rest go after, newest last by seq.
+   */
+  #merge(messages: readonly HistoryMessage[], which: "newest" | "older"): void {
+    const paged: TurnRecord[] = [];
     for (const message of messages) {
-      let turn = this.#byKey.get(message.runId);
-      if (!turn) {
-        turn = {
-          key: message.runId,
-          runId: message.runId,
-          userText: "",
-          steps: [],
-          status: "unknown",
-        };
-        this.#byKey.set(turn.key, turn);
-      }
-      if (!seen.has(turn)) {
-        seen.add(turn);
-        fromHistory.push(turn);
-      }
-      if (message.role === "user") {
-        if (turn.userText === "") turn.userText = message.text;
-      } else {
-        turn.reply ??= message.text;
-        if (!SETTLED.has(turn.status)) turn.status = "completed";
-      }
+      let record = paged.find((t) => t.stored?.runId === message.runId) ??
+        this.#find(message.runId);
+      if (!record) record = { order: this.#order++ };
+      if (!paged.includes(record)) paged.push(record);
+      record.stored = storeMessage(record.stored, message);
     }
-    // Turns the page does not hold (older ones, or ones the server lost) keep their place:
-    // those shown before the first turn of the page stay before it, the rest go after.
-    const first = this.#turns.findIndex((turn) => seen.has(turn));
-    const before = first < 0 ? [] : this.#turns.slice(0, first).filter((t) => !seen.has(t));
-    const after = this.#turns.filter((t) => !seen.has(t) && !before.includes(t));
-    this.#turns = [...before, ...fromHistory, ...after];
+    const rest = this.#turns.filter((t) => !paged.includes(t));
+    if (which === "older") {
+      this.#turns = [...paged, ...rest];
+      return;
+    }
+    const first = this.#turns.findIndex((t) => paged.includes(t));
+    const before = first < 0 ? [] : rest.filter((t) => this.#turns.indexOf(t) < first);
+    const after = rest.filter((t) => !before.includes(t)).sort(bySeq);
+    this.#turns = [...before, ...paged, ...after];
   }
 
   #changed(): void {
+    this.#snapshot = undefined;
     for (const listener of [...this.#listeners]) {
       try {
         listener();
@@ -288,57 +288,79 @@ export class Conversation {
   }
 }
 
-/** Applies one run event to a turn (unknown names are ignored, SPEC §3). */
-function applyEvent(turn: MutableTurn, event: EventFrame): void {
-  const data = event.data;
-  switch (event.name) {
-    case "agent_started":
-      if (typeof data.text === "string" && turn.userText === "") turn.userText = data.text;
-      if (typeof data.chatId === "string") turn.chatId ??= data.chatId;
-      if (turn.status === "sending" || turn.status === "unknown") turn.status = "running";
-      return;
-    case "agent_thinking":
-      turn.steps.push({ kind: "thinking", seq: event.seq, text: String(data.text ?? "") });
-      return;
-    case "tool_executing":
-      turn.steps.push({
-        kind: "tool",
-        seq: event.seq,
-        toolCallId: String(data.toolCallId ?? ""),
-        tool: String(data.tool ?? "tool"),
-        input: data.input,
-        done: false,
-      });
-      return;
-    case "tool_completed": {
-      const index = turn.steps.findIndex((step) =>
-        step.kind === "tool" && step.toolCallId === data.toolCallId
-      );
-      const step = turn.steps[index];
-      if (!step || step.kind !== "tool") return;
-      turn.steps[index] = {
-        ...step,
-        output: data.output,
-        error: data.error as { code?: string; message?: string } | undefined,
-        done: true,
-      };
-      return;
-    }
-    case "agent_completed":
-      turn.reply = String(data.text ?? "");
-      turn.status = "completed";
-      return;
-    case "agent_failed": {
-      const error = data.error as { code?: string; message?: string } | undefined;
-      turn.status = "failed";
-      turn.error = error?.message ?? "The run failed";
-      return;
-    }
-    case "agent_cancelled":
-      turn.status = "cancelled";
-      turn.error = "Cancelled";
-      return;
-    default:
-      if (TERMINAL_EVENT_NAMES.has(event.name)) turn.status = "failed";
+function storeMessage(stored: StoredRun | undefined, message: HistoryMessage): StoredRun {
+  const next = { ...stored, runId: message.runId, status: message.runStatus };
+  if (message.role === "user") {
+    next.userText ??= message.text;
+    if (message.seq !== null) next.seq ??= message.seq;
+  } else {
+    next.reply = message.text;
+    if (message.error) next.error = message.error;
   }
+  return next;
+}
+
+function seqOf(record: TurnRecord): number | undefined {
+  return record.run?.startSeq ?? record.stored?.seq;
+}
+
+function bySeq(a: TurnRecord, b: TurnRecord): number {
+  const sa = seqOf(a) ?? Infinity;
+  const sb = seqOf(b) ?? Infinity;
+  return sa === sb ? a.order - b.order : sa - sb;
+}
+
+/** A turn as shown: the run's live view, unless the history says it ended and the run does not yet. */
+function turnOf(record: TurnRecord): Turn {
+  const { run, stored } = record;
+  const runId = run?.runId ?? stored?.runId;
+  const chatId = run?.chatId;
+  const key = runId ?? chatId ?? `turn-${record.order}`;
+  const seq = seqOf(record);
+  const storedEnd = stored !== undefined && stored.status !== "running";
+  if (run && !(storedEnd && !isSettled(run.state))) {
+    const text = run.text !== "" || run.state === "completed" ? run.text : stored?.reply;
+    return {
+      key,
+      runId,
+      chatId,
+      userText: run.userText ?? stored?.userText ?? "",
+      steps: run.steps,
+      reply: text,
+      reasoning: run.reasoning,
+      status: run.state,
+      error: run.error?.message,
+      errorCode: errorCodeOf(run.error),
+      seq,
+      pendingApprovals: run.pendingApprovals,
+      run,
+    };
+  }
+  const status: TurnStatus = stored?.status ?? "running";
+  return {
+    key,
+    runId,
+    chatId,
+    userText: stored?.userText ?? run?.userText ?? "",
+    steps: run?.steps ?? [],
+    reply: stored?.reply,
+    reasoning: run?.reasoning ?? "",
+    status,
+    error: stored?.error?.message ?? (status === "cancelled" ? "Cancelled" : undefined),
+    errorCode: stored?.error?.code,
+    seq,
+    pendingApprovals: [],
+    run,
+  };
+}
+
+function isSettled(state: ChatRunState): boolean {
+  return state !== "sending" && state !== "running";
+}
+
+function errorCodeOf(error: Error | undefined): string | undefined {
+  if (error instanceof RunFailedError) return error.info?.code ?? error.status;
+  if (error instanceof ChatRefusedError) return error.code;
+  if (error instanceof RunLostError) return "lost";
+  return undefined;
 }

@@ -5,14 +5,16 @@
  * state and the only caller of `socket.send` and `socket.close`, and it sends nothing before
  * the socket is open and nothing but `ready` first.
  *
+ * Its parts each hold one piece of state with one writer: the {@link Mailbox}, the
+ * {@link EventCursor} (both delivery paths: reads and live events), {@link FlowControl}, the
+ * {@link TokenBucket} and the {@link CloseLinger}.
+ *
  * @module
  */
-import { delay } from "../_util/clock.ts";
 import type { Clock, Timer } from "../_util/clock.ts";
-import { Fifo } from "../_util/fifo.ts";
 import { errorMessage } from "../_util/log.ts";
 import type { Logger } from "../_util/log.ts";
-import type { EventEngine, UserEvent } from "../bus/event_engine.ts";
+import type { EventEngine, UserEvent } from "../bus/mod.ts";
 import {
   CloseCode,
   closeFrameFor,
@@ -31,19 +33,27 @@ import type {
 } from "../protocol/mod.ts";
 import { isAllowedTransition, isLive } from "./application_connection_state.ts";
 import type { ApplicationConnectionState } from "./application_connection_state.ts";
+import { CloseLinger } from "./close_linger.ts";
+import { SAFE_GUARDS } from "./connection_guards.ts";
+import type { ConnectionGuards } from "./connection_guards.ts";
+import { EventCursor } from "./event_cursor.ts";
+import { FlowControl } from "./flow_control.ts";
 import type { HandshakeCoordinator, HandshakeResult } from "./handshake_coordinator.ts";
+import { Mailbox } from "./mailbox.ts";
+import type { MailItem } from "./mailbox.ts";
 import { InvalidTokenError } from "./ports.ts";
 import type { Principal, RunService, ServerGate, TokenVerifier } from "./ports.ts";
 import type { RaceConditionDetector } from "./race_condition_detector.ts";
 import { ReadinessLatches } from "./readiness_latches.ts";
 import { SocketReadyState } from "./socket_port.ts";
 import type { SocketPort } from "./socket_port.ts";
+import { TokenBucket } from "./token_bucket.ts";
 
-/** Limits of one connection (SPEC §1 defaults in brackets). */
+/** Limits of one connection (`docs/protocol.md#limits` defaults in brackets). */
 export interface ConnectionLimits {
   /** From open to `ready`; no `hello` by then closes 4408, else 1013. [5000] */
   readonly handshakeTimeoutMs: number;
-  /** A larger frame closes 1009. [65536] */
+  /** A larger frame closes 1009; sent in `ready` as `maxFrameBytes`. [65536] */
   readonly maxFrameBytes: number;
   /** Frames queued before `ready`; one more closes 4429. [64] */
   readonly maxPreReadyFrames: number;
@@ -66,26 +76,20 @@ export interface ConnectionLimits {
   readonly rateLimitBurst: number;
   /** How long to wait for the peer to answer our close before giving up on it. */
   readonly closeTimeoutMs: number;
-}
-
-/**
- * Switches for the guards that make the connection race-free. All are on by default; the test
- * suite turns each off to prove that the test guarding it fails without it.
- */
-export interface ConnectionGuards {
-  /** Nothing is processed, sent or closed before the socket is open. */
-  readonly waitForOpen: boolean;
-  /** Frames after `hello` wait in the mailbox until `ready`. */
-  readonly queueBeforeReady: boolean;
-  /** Live events wait in the mailbox until `ready`. */
-  readonly holdEventsUntilReady: boolean;
-  /** Events at or below the delivered seq are dropped; a gap is backfilled. */
-  readonly dedupeBySeq: boolean;
+  /**
+   * A close decided while the peer is still sending waits until it has sent nothing for this
+   * long, so that the close code reaches it (see {@link CloseLinger}); 0 closes at once.
+   * @default 250
+   */
+  readonly closeLingerMs?: number;
+  /** The longest a close waits for the peer to go quiet. @default 1000 */
+  readonly closeLingerMaxMs?: number;
 }
 
 /** Hooks for metrics and the connection registry. */
 export interface ConnectionObserver {
   onReady?(actor: ConnectionActor, handshakeMs: number): void;
+  /** `code` is the server's {@link CloseCode}, or whatever code the peer closed with. */
   onClosed?(actor: ConnectionActor, code: number): void;
   onEventSent?(): void;
 }
@@ -101,7 +105,8 @@ export interface ConnectionActorDeps {
   readonly verifier: TokenVerifier;
   readonly gate: ServerGate;
   readonly limits: ConnectionLimits;
-  readonly guards?: Partial<ConnectionGuards>;
+  /** @default SAFE_GUARDS (only the test seams pass another) */
+  readonly guards?: ConnectionGuards;
   readonly observer?: ConnectionObserver;
 }
 
@@ -114,24 +119,35 @@ export interface ConnectionOptions {
   readonly protocolToken?: string;
 }
 
-type InboxItem =
-  | { readonly kind: "frame"; readonly data: string }
-  | { readonly kind: "binary" }
-  | { readonly kind: "rate_limited"; readonly ref?: string }
-  | { readonly kind: "event"; readonly event: UserEvent; readonly epoch: string }
-  | { readonly kind: "gap" };
+/** What only the handshake needs; dropped once `ready` is sent. */
+interface Handshake {
+  readonly options: ConnectionOptions;
+  /** Aborted when the connection closes before `ready`. */
+  readonly abort: AbortController;
+  hello: "awaited" | "received";
+  openedAt: number;
+  timer?: Timer;
+}
 
-const DEFAULT_GUARDS: ConnectionGuards = {
-  waitForOpen: true,
-  queueBeforeReady: true,
-  holdEventsUntilReady: true,
-  dedupeBySeq: true,
-};
-
-const NO_OPTIONS: ConnectionOptions = {};
-
-/** How often a congested socket's `bufferedAmount` is checked. */
-const DRAIN_POLL_MS = 10;
+/**
+ * The close, once decided by the server (with a {@link CloseCode}) or received from the peer
+ * (whatever code it sent: any number).
+ */
+type Closing =
+  | {
+    readonly origin: "server";
+    readonly code: CloseCode;
+    readonly reason: string;
+    /** Seen by what is still pending before `ready`: the handshake and the readiness latches. */
+    readonly cause?: ConnectionCloseError;
+    /** What the close frame waits for: the socket to open, or the peer to go quiet. */
+    wait?: "open" | "quiet";
+    /** The linger's timer, while `wait` is `quiet`. */
+    timer?: Timer;
+    /** Finishes the close if the peer never answers. */
+    readonly deadline: Timer;
+  }
+  | { readonly origin: "peer"; readonly code: number; readonly cause?: undefined };
 
 /** The longest delay a timer can take (setTimeout's 32-bit limit). */
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -145,38 +161,22 @@ export class ConnectionActor {
 
   #deps: ConnectionActorDeps;
   #guards: ConnectionGuards;
-  #options: ConnectionOptions;
   #socket: SocketPort;
   #state: ApplicationConnectionState = "connecting";
-  #closeCause?: ConnectionCloseError;
-  #closeCode?: number;
+  #closing?: Closing;
+  #handshake?: Handshake;
 
-  #inbox = new Fifo<InboxItem>();
-  #pendingFrames = 0;
-  #pendingEvents = 0;
-  #gapQueued = false;
-  #pumping = false;
-  #congested = false;
+  #mailbox = new Mailbox();
+  #cursor = new EventCursor();
+  #flow: FlowControl;
+  #bucket: TokenBucket;
+  #linger: CloseLinger;
 
-  #helloReceived = false;
-  #readySent = false;
+  #principal?: Principal;
   /** Gives back what the handshake took (subscription, connection slot); idempotent. */
   #release?: () => void;
-  #principal?: Principal;
-  #epoch = "";
-  #lastSeq = 0;
-
-  #openedAt = 0;
-  /** Aborts the handshake; dropped once `ready` is sent (nothing listens to it after). */
-  #handshakeAbort?: AbortController = new AbortController();
-  #handshakeTimer?: Timer;
   #expiryTimer?: Timer;
-  #closeTimer?: Timer;
   #drainTimer?: Timer;
-  #closeOnOpen?: { code: number; reason: string };
-
-  #tokens: number;
-  #tokensAt = 0;
 
   /**
    * @param deps What every actor shares.
@@ -184,12 +184,25 @@ export class ConnectionActor {
    * @param options What the upgrade learned.
    */
   constructor(deps: ConnectionActorDeps, socket: SocketPort, options: ConnectionOptions = {}) {
+    const { clock, limits } = deps;
     this.#deps = deps;
-    this.#guards = { ...DEFAULT_GUARDS, ...deps.guards };
+    this.#guards = deps.guards ?? SAFE_GUARDS;
     this.#socket = socket;
-    this.#options = options;
     this.connectionId = options.connectionId ?? crypto.randomUUID();
-    this.#tokens = deps.limits.rateLimitBurst;
+    this.#handshake = { options, abort: new AbortController(), hello: "awaited", openedAt: 0 };
+    this.#flow = new FlowControl({
+      clock,
+      highWaterBytes: limits.slowConsumerBytes,
+      drainTimeoutMs: limits.slowConsumerTimeoutMs,
+    });
+    this.#bucket = new TokenBucket({
+      perSecond: limits.rateLimitPerSecond,
+      burst: limits.rateLimitBurst,
+    });
+    this.#linger = new CloseLinger({
+      quietMs: limits.closeLingerMs ?? 250,
+      maxMs: limits.closeLingerMaxMs ?? 1_000,
+    });
     this.readiness.markReached("connecting");
   }
 
@@ -205,7 +218,7 @@ export class ConnectionActor {
 
   /** The close code decided (by the server) or received (from the peer), once closing. */
   get closeCode(): number | undefined {
-    return this.#closeCode;
+    return this.#closing?.code;
   }
 
   // ---- messages from the socket -------------------------------------------------------------
@@ -213,55 +226,61 @@ export class ConnectionActor {
   /** The socket opened (its `open` event). */
   opened(): void {
     if (this.#state === "connecting") {
-      this.#openedAt = this.#deps.clock.now();
+      const handshake = this.#handshake!;
+      handshake.openedAt = this.#deps.clock.now();
       this.#transition("accepted");
-      this.#handshakeTimer = this.#deps.clock.setTimer(
+      handshake.timer = this.#deps.clock.setTimer(
         () => this.#onHandshakeTimeout(),
         this.#deps.limits.handshakeTimeoutMs,
       );
       void this.#pump();
       return;
     }
-    if (this.#closeOnOpen) {
-      // A close decided before the socket opened: now the client can be told its code.
-      const { code, reason } = this.#closeOnOpen;
-      this.#closeOnOpen = undefined;
-      this.#closeSocket(code, reason);
-    }
+    // A close decided before the socket opened: now the client can be told its code.
+    if (this.#closing?.origin === "server" && this.#closing.wait === "open") this.#sendClose();
   }
 
   /** A frame arrived (the socket's `message` event). Never sends from here. */
   receive(data: unknown): void {
+    this.#linger.frameArrived(this.#deps.clock.now());
     if (!isLive(this.#state)) return; // the peer had not seen our close yet: not a race
     if (typeof data !== "string") {
       this.#enqueueFrame({ kind: "binary" });
       return;
     }
     if (exceedsBytes(data, this.#deps.limits.maxFrameBytes)) {
-      this.#beginClose(CloseCode.MessageTooBig, "Frame too large");
+      this.#closeWith(CloseCode.MessageTooBig, "Frame too large");
       return;
     }
-    if (this.#helloReceived && !this.#takeRateToken()) {
-      if (!isLive(this.#state)) return;
-      const parsed = parseClientFrame(data);
-      const ref = parsed.ok ? refOf(parsed.frame) : parsed.ref;
-      this.#enqueueFrame({ kind: "rate_limited", ref });
-      return;
-    }
-    if (
-      !this.#guards.queueBeforeReady && this.#helloReceived && this.#state !== "processing_ready"
-    ) {
-      // Unsafe (test-only): handle at once, as a naive server would.
-      void this.#handleFrame(data);
-      return;
+    if (this.#helloReceived) {
+      const verdict = this.#bucket.take(this.#deps.clock.now());
+      if (verdict === "abusive") {
+        this.#closeWith(CloseCode.PolicyViolation, "Repeated abuse: too many frames");
+        return;
+      }
+      if (verdict === "limited") {
+        const parsed = parseClientFrame(data);
+        this.#enqueueFrame({
+          kind: "rate_limited",
+          ref: parsed.ok ? refOf(parsed.frame) : parsed.ref,
+        });
+        return;
+      }
+      if (!this.#guards.queueBeforeReady && this.#state !== "processing_ready") {
+        void this.#handleBeforeReady(data); // guard off (test seams only)
+        return;
+      }
     }
     this.#enqueueFrame({ kind: "frame", data });
   }
 
-  /** The socket closed (its `close` event). */
+  /** The socket closed (its `close` event); `code` is whatever the peer (or Deno) reported. */
   socketClosed(code: number, reason: string): void {
-    if (isLive(this.#state)) this.#beginClose(code, reason, "peer");
-    else if (this.#state === "closing") this.#finish();
+    if (isLive(this.#state)) {
+      this.#deps.log.debug("peer closed", { connectionId: this.connectionId, code, reason });
+      this.#enterClosing({ origin: "peer", code });
+      this.#finish();
+    } else if (this.#state === "closing") this.#finish();
   }
 
   /** The socket reported an error; its `close` event follows. */
@@ -269,88 +288,73 @@ export class ConnectionActor {
     this.#deps.log.debug("socket error", { connectionId: this.connectionId });
   }
 
-  /** Closes the connection from the server side (drain, shutdown). */
-  close(code: number, reason: string): void {
-    this.#beginClose(code, reason);
+  /** Closes the connection from the server side (drain, shutdown, an upgrade refused). */
+  close(code: CloseCode, reason: string): void {
+    this.#closeWith(code, reason);
   }
 
   /** Closes with 1012 after `delayMs` (spreads a drain's reconnects over a moment). */
   drain(delayMs: number): void {
     if (!isLive(this.#state) || this.#drainTimer) return;
     this.#drainTimer = this.#deps.clock.setTimer(
-      () => this.#beginClose(CloseCode.ServiceRestart, "Server restarting"),
+      () => this.#closeWith(CloseCode.ServiceRestart, "Server restarting"),
       delayMs,
     );
   }
 
   // ---- the mailbox --------------------------------------------------------------------------
 
-  #enqueueFrame(item: InboxItem): void {
+  get #helloReceived(): boolean {
+    return this.#handshake === undefined || this.#handshake.hello === "received";
+  }
+
+  #enqueueFrame(item: Exclude<MailItem, { kind: "event" | "gap" }>): void {
     const ready = this.#state === "processing_ready";
     const limit = ready ? this.#deps.limits.maxPendingFrames : this.#deps.limits.maxPreReadyFrames;
-    if (this.#pendingFrames >= limit) {
-      if (ready) this.#beginClose(CloseCode.TryAgainLater, "Too many frames in flight");
-      else this.#beginClose(CloseCode.TooManyRequests, "Too many frames before ready");
+    if (!this.#mailbox.pushFrame(item, limit)) {
+      if (ready) this.#closeWith(CloseCode.TryAgainLater, "Too many frames in flight");
+      else this.#closeWith(CloseCode.TooManyRequests, "Too many frames before ready");
       return;
     }
-    this.#pendingFrames++;
-    this.#inbox.push(item);
-    if (!this.#pumping) void this.#pump();
+    if (!this.#mailbox.running) void this.#pump();
   }
 
   #onLiveEvent(event: UserEvent, epoch: string): void {
     if (!isLive(this.#state)) return;
     if (!this.#guards.holdEventsUntilReady && this.#state !== "processing_ready") {
-      // Unsafe (test-only): forward at once, as a naive server would.
-      this.#sendEvent(event);
+      this.#sendEvent(event); // guard off (test seams only): forwarded at once
       return;
     }
-    if (this.#pendingEvents >= this.#deps.limits.maxPendingEvents) {
-      // Hold no more: drop it and fill the hole from the log when the mailbox gets there.
-      if (!this.#gapQueued) {
-        this.#gapQueued = true;
-        this.#inbox.push({ kind: "gap" });
-      }
-      return;
-    }
-    this.#pendingEvents++;
-    this.#inbox.push({ kind: "event", event, epoch });
-    if (!this.#pumping) void this.#pump();
+    this.#mailbox.pushEvent(event, epoch, this.#deps.limits.maxPendingEvents);
+    if (!this.#mailbox.running) void this.#pump();
   }
 
   async #pump(): Promise<void> {
-    if (this.#pumping) return;
     if (this.#state === "connecting" && this.#guards.waitForOpen) return;
-    this.#pumping = true;
+    if (!this.#mailbox.claim()) return;
     try {
-      while (isLive(this.#state) && this.#inbox.length > 0) {
-        if (this.#congested && !(await this.#drained())) break;
-        const item = this.#inbox.shift()!;
-        if (item.kind === "event") this.#pendingEvents--;
-        else if (item.kind === "gap") this.#gapQueued = false;
-        else this.#pendingFrames--;
+      while (isLive(this.#state) && this.#mailbox.length > 0) {
+        if (this.#flow.congested && !(await this.#drained())) break;
+        const item = this.#mailbox.shift()!;
         // The common case, the next event in seq, is sent without a promise per event.
         if (item.kind === "event" && this.#deliverNow(item.event, item.epoch)) continue;
         await this.#handle(item);
       }
-      // An idle connection keeps an empty queue, not the backing store of its last burst.
-      if (this.#inbox.length === 0) this.#inbox.clear();
     } catch (error) {
       this.#fail(error);
     } finally {
-      this.#pumping = false;
+      this.#mailbox.release();
     }
   }
 
-  async #handle(item: InboxItem): Promise<void> {
-    if (!this.#deps.detector.checkInbound(this.#state)) return;
+  async #handle(item: MailItem): Promise<void> {
     switch (item.kind) {
       case "frame":
         if (!this.#helloReceived) return await this.#onFirstFrame(item.data);
         return await this.#handleFrame(item.data);
       case "binary":
         if (!this.#helloReceived) {
-          return this.#beginClose(CloseCode.BadHello, "First frame must be a hello text frame");
+          return this.#closeWith(CloseCode.BadHello, "First frame must be a hello text frame");
         }
         return this.#sendError("bad_frame", "Binary frames are not supported");
       case "rate_limited":
@@ -362,37 +366,57 @@ export class ConnectionActor {
     }
   }
 
+  /**
+   * Guard `queue_before_ready` off (test seams only): handles a frame as soon as the user is
+   * known, before `ready`, as a naive server would; the detector then counts what it sends.
+   */
+  async #handleBeforeReady(data: string): Promise<void> {
+    try {
+      await this.readiness.whenReached("authenticated");
+    } catch {
+      return; // closed before the user was known
+    }
+    try {
+      await this.#handleFrame(data);
+    } catch (error) {
+      this.#fail(error);
+    }
+  }
+
   // ---- handshake ----------------------------------------------------------------------------
 
   async #onFirstFrame(data: string): Promise<void> {
     const parsed = parseClientFrame(data);
     if (!parsed.ok || parsed.frame.type !== "hello") {
-      this.#beginClose(CloseCode.BadHello, "First frame must be a valid hello");
+      this.#closeWith(CloseCode.BadHello, "First frame must be a valid hello");
       return;
     }
-    this.#helloReceived = true;
-    await this.#handshake(parsed.frame);
+    this.#handshake!.hello = "received";
+    await this.#runHandshake(parsed.frame);
   }
 
-  async #handshake(hello: HelloFrame): Promise<void> {
+  async #runHandshake(hello: HelloFrame): Promise<void> {
+    const handshake = this.#handshake!;
     let session: HandshakeResult;
     try {
       session = await this.#deps.coordinator.run({
         connectionId: this.connectionId,
         hello,
-        headerPrincipal: this.#options.headerPrincipal,
-        protocolToken: this.#options.protocolToken,
-        signal: this.#handshakeAbort!.signal,
+        headerPrincipal: handshake.options.headerPrincipal,
+        protocolToken: handshake.options.protocolToken,
+        signal: handshake.abort.signal,
         onEvent: (event, epoch) => this.#onLiveEvent(event, epoch),
-        advance: (state) => {
-          if (isLive(this.#state)) this.#transition(state);
+        advance: (state, principal) => {
+          if (!isLive(this.#state)) return;
+          this.#principal = principal;
+          this.#transition(state);
         },
       });
     } catch (error) {
       if (!isLive(this.#state)) return; // aborted because the connection is closing
       const { code, reason } = closeFrameFor(error);
       if (code === CloseCode.InternalError) this.#logFault("handshake failed", error);
-      this.#beginClose(code, reason);
+      this.#closeWith(code, reason);
       return;
     }
     if (!isLive(this.#state)) {
@@ -400,11 +424,13 @@ export class ConnectionActor {
       return;
     }
     // Keep only the release handle: the catch-up read (its events) is not held for the
-    // connection's lifetime.
+    // connection's lifetime, nor is a subprotocol token.
     this.#release = session.release;
     this.#principal = session.principal;
+    handshake.timer?.cancel();
+    this.#handshake = undefined;
     const { catchUp } = session;
-    this.#epoch = catchUp.epoch;
+    const events = this.#cursor.begin(catchUp);
     this.#send({
       type: "ready",
       connectionId: this.connectionId,
@@ -413,25 +439,18 @@ export class ConnectionActor {
       seq: catchUp.seq,
       resumed: catchUp.resumed,
       activeRuns: catchUp.activeRuns,
+      maxFrameBytes: this.#deps.limits.maxFrameBytes,
     });
-    for (const event of catchUp.events) {
-      if (event.seq > catchUp.seq) break;
-      this.#sendEvent(event);
-    }
-    this.#lastSeq = catchUp.seq;
-    this.#handshakeTimer?.cancel();
-    this.#handshakeTimer = undefined;
-    this.#handshakeAbort = undefined;
-    this.#options = NO_OPTIONS; // a subprotocol token is not held for the connection's life
     this.#transition("processing_ready");
+    for (const event of events) this.#sendEvent(event);
     this.#scheduleExpiry();
-    this.#deps.observer?.onReady?.(this, this.#deps.clock.now() - this.#openedAt);
+    this.#deps.observer?.onReady?.(this, this.#deps.clock.now() - handshake.openedAt);
   }
 
   #onHandshakeTimeout(): void {
     if (this.#state === "processing_ready" || !isLive(this.#state)) return;
-    if (!this.#helloReceived) this.#beginClose(CloseCode.HelloTimeout, "No hello in time");
-    else this.#beginClose(CloseCode.TryAgainLater, "Handshake timed out");
+    if (!this.#helloReceived) this.#closeWith(CloseCode.HelloTimeout, "No hello in time");
+    else this.#closeWith(CloseCode.TryAgainLater, "Handshake timed out");
   }
 
   // ---- after ready --------------------------------------------------------------------------
@@ -470,7 +489,7 @@ export class ConnectionActor {
     }
     if (!isLive(this.#state)) return; // stored; a resent id gets the same ack
     if (outcome.ok) this.#send(outcome.ack);
-    else this.#sendError(outcome.code, outcome.message, chat.id);
+    else this.#sendError(outcome.code, outcome.message, chat.id, outcome.refusal);
   }
 
   async #onCancel(runId: string): Promise<void> {
@@ -503,14 +522,14 @@ export class ConnectionActor {
       principal = await this.#deps.verifier.verify(token);
     } catch (error) {
       if (error instanceof InvalidTokenError) {
-        return this.#beginClose(CloseCode.Unauthorized, "Invalid refresh token");
+        return this.#closeWith(CloseCode.Unauthorized, "Invalid refresh token");
       }
       return this.#sendError("unavailable", "Could not verify the token; try again");
     }
     if (!isLive(this.#state)) return;
     const current = this.#principal!;
     if (principal.userId !== current.userId) {
-      return this.#beginClose(CloseCode.Unauthorized, "Refresh token names another user");
+      return this.#closeWith(CloseCode.Unauthorized, "Refresh token names another user");
     }
     if (principal.exp <= current.exp) {
       return this.#sendError("invalid_field", "Refresh token must expire later than the current");
@@ -526,71 +545,66 @@ export class ConnectionActor {
     const deadline = (this.#principal!.exp + limits.clockToleranceSeconds) * 1000;
     const wait = deadline - clock.now();
     this.#expiryTimer = clock.setTimer(() => {
-      if (clock.now() >= deadline) this.#beginClose(CloseCode.Unauthorized, "Token expired");
+      if (clock.now() >= deadline) this.#closeWith(CloseCode.Unauthorized, "Token expired");
       else this.#scheduleExpiry(); // a timer longer than setTimeout allows, re-armed
     }, Math.min(Math.max(wait, 0), MAX_TIMER_MS));
   }
 
-  // ---- events -------------------------------------------------------------------------------
+  // ---- events: both paths through the one cursor (docs/protocol.md#resume) -----------------
 
   async #deliver(event: UserEvent, epoch: string): Promise<void> {
-    if (epoch !== this.#epoch) {
-      // The user's log was reset (lost or rewound): seqs may repeat. Start over.
-      return this.#beginClose(CloseCode.TryAgainLater, "Event log reset; reconnect");
-    }
     if (!this.#guards.dedupeBySeq) {
-      this.#sendEvent(event);
-      this.#lastSeq = Math.max(this.#lastSeq, event.seq);
+      this.#sendEvent(event); // guard off (test seams only): every event, duplicates included
+      this.#cursor.delivered(event.seq);
       return;
     }
-    if (event.seq <= this.#lastSeq) return; // already sent (catch-up or backfill)
-    if (event.seq > this.#lastSeq + 1) {
+    let verdict = this.#cursor.classify(event, epoch);
+    if (verdict === "gap") {
       await this.#backfill();
-      if (!isLive(this.#state) || event.seq <= this.#lastSeq) return;
-      if (event.seq !== this.#lastSeq + 1) {
-        return this.#beginClose(CloseCode.TryAgainLater, "Missed events; reconnect");
+      if (!isLive(this.#state)) return;
+      verdict = this.#cursor.classify(event, epoch);
+      if (verdict === "gap") {
+        return this.#closeWith(CloseCode.TryAgainLater, "Missed events; reconnect");
       }
     }
-    this.#sendEvent(event);
-    this.#lastSeq = event.seq;
+    if (verdict === "reset") {
+      // The user's log was reset (lost or rewound): seqs may repeat. Start over.
+      return this.#closeWith(CloseCode.TryAgainLater, "Event log reset; reconnect");
+    }
+    if (verdict === "deliver" && this.#sendEvent(event)) this.#cursor.delivered(event.seq);
   }
 
   /**
-   * Does what {@link #handle} does with an event that needs nothing awaited (it is in this
-   * epoch and not past a gap), at once.
+   * Does what {@link #deliver} does with an event that needs nothing awaited (the next one, or
+   * a duplicate), at once.
    *
-   * @returns false, having done nothing, when the event needs {@link #handle}.
+   * @returns false, having done nothing, when the event needs {@link #deliver}.
    */
   #deliverNow(event: UserEvent, epoch: string): boolean {
-    if (!this.#guards.dedupeBySeq || epoch !== this.#epoch || event.seq > this.#lastSeq + 1) {
-      return false;
-    }
-    if (this.#deps.detector.checkInbound(this.#state) && event.seq === this.#lastSeq + 1) {
-      this.#sendEvent(event);
-      this.#lastSeq = event.seq;
-    } // else already sent (catch-up or backfill)
+    if (!this.#guards.dedupeBySeq) return false;
+    const verdict = this.#cursor.classify(event, epoch);
+    if (verdict === "duplicate") return true;
+    if (verdict !== "deliver") return false;
+    if (this.#sendEvent(event)) this.#cursor.delivered(event.seq);
     return true;
   }
 
   async #backfill(): Promise<void> {
-    const userId = this.#principal!.userId;
     let range;
     try {
-      range = await this.#deps.engine.readAfter(userId, this.#lastSeq);
+      range = await this.#deps.engine.readAfter(this.#principal!.userId, this.#cursor.seq);
     } catch {
-      return this.#beginClose(CloseCode.TryAgainLater, "Event log unavailable; resume later");
+      return this.#closeWith(CloseCode.TryAgainLater, "Event log unavailable; resume later");
     }
     if (!isLive(this.#state)) return;
-    if (range.epoch !== this.#epoch) {
-      return this.#beginClose(CloseCode.TryAgainLater, "Event log reset; reconnect");
+    const outcome = this.#cursor.applyRange(range);
+    if (!outcome.ok) {
+      return outcome.reason === "reset"
+        ? this.#closeWith(CloseCode.TryAgainLater, "Event log reset; reconnect")
+        : this.#closeWith(CloseCode.TryAgainLater, "Missed events; reconnect");
     }
-    if (!range.complete) {
-      return this.#beginClose(CloseCode.TryAgainLater, "Missed events; reconnect");
-    }
-    for (const event of range.events) {
-      if (event.seq !== this.#lastSeq + 1) continue;
+    for (const event of outcome.events) {
       if (!this.#sendEvent(event)) return;
-      this.#lastSeq = event.seq;
     }
   }
 
@@ -611,10 +625,14 @@ export class ConnectionActor {
 
   // ---- sending and closing ------------------------------------------------------------------
 
-  #sendError(code: ErrorCode, message: string, ref?: string): void {
-    this.#send(
-      ref === undefined ? { type: "error", code, message } : { type: "error", code, message, ref },
-    );
+  #sendError(code: ErrorCode, message: string, ref?: string, refusal?: string): void {
+    this.#send({
+      type: "error",
+      code,
+      message,
+      ...(ref === undefined ? {} : { ref }),
+      ...(refusal === undefined ? {} : { refusal }),
+    });
   }
 
   /** The only place a frame reaches the socket. */
@@ -623,7 +641,8 @@ export class ConnectionActor {
     const verdict = this.#deps.detector.checkSend(this.#state, socket.readyState, {
       isReady: frame.type === "ready",
       isEvent: frame.type === "event",
-      readySent: this.#readySent,
+      // `ready` is sent in services_ready, and the state moves on right after it.
+      readySent: this.#state === "processing_ready",
     });
     if (verdict === "refuse") {
       this.#deps.log.warn("race refused a send", {
@@ -639,55 +658,30 @@ export class ConnectionActor {
     } catch {
       return false; // the socket closed under us; its close event follows
     }
-    if (frame.type === "ready") this.#readySent = true;
-    if (socket.bufferedAmount > this.#deps.limits.slowConsumerBytes) this.#congested = true;
+    this.#flow.sent(socket.bufferedAmount);
     return true;
   }
 
   /**
-   * Waits, polling on the clock, until the socket has drained below half the high-water mark.
-   * A socket that does not drain in time belongs to a client that stopped reading: it is
-   * closed 1013, so it resumes from its last seq, and memory stays bounded meanwhile (the
-   * mailbox holds a bounded number of events and backfills the rest from the log).
+   * Waits until a congested socket drains. One that does not drain in time belongs to a client
+   * that stopped reading: it is closed 1013, so it resumes from its last seq, and memory stays
+   * bounded meanwhile (the mailbox holds a bounded number of events and backfills the rest).
    *
    * @returns Whether the connection may go on.
    */
   async #drained(): Promise<boolean> {
-    const { clock, limits } = this.#deps;
-    const deadline = clock.now() + limits.slowConsumerTimeoutMs;
-    while (this.#socket.bufferedAmount > limits.slowConsumerBytes / 2) {
-      if (!isLive(this.#state)) return false;
-      if (clock.now() >= deadline) {
-        this.#beginClose(CloseCode.TryAgainLater, "Slow consumer; resume");
-        return false;
-      }
-      await delay(clock, DRAIN_POLL_MS);
-    }
-    this.#congested = false;
-    return isLive(this.#state);
-  }
-
-  #takeRateToken(): boolean {
-    const { clock, limits } = this.#deps;
-    const now = clock.now();
-    const elapsed = (now - this.#tokensAt) / 1000;
-    this.#tokensAt = now;
-    this.#tokens = Math.min(
-      limits.rateLimitBurst,
-      this.#tokens + elapsed * limits.rateLimitPerSecond,
+    const outcome = await this.#flow.drained(
+      () => this.#socket.bufferedAmount,
+      () => isLive(this.#state),
     );
-    this.#tokens -= 1;
-    if (this.#tokens >= 0) return true;
-    if (this.#tokens <= -limits.rateLimitBurst) {
-      this.#beginClose(CloseCode.PolicyViolation, "Repeated abuse: too many frames");
-    }
-    return false;
+    if (outcome === "timed_out") this.#closeWith(CloseCode.TryAgainLater, "Slow consumer; resume");
+    return outcome === "drained";
   }
 
   #fail(error: unknown): void {
     const { code, reason } = closeFrameFor(error);
     if (code === CloseCode.InternalError) this.#logFault("connection fault", error);
-    this.#beginClose(code, reason);
+    this.#closeWith(code, reason);
   }
 
   #logFault(message: string, error: unknown): void {
@@ -699,44 +693,61 @@ export class ConnectionActor {
   }
 
   /**
-   * Decides to close: records the cause once, stops every timer and the handshake, gives back
-   * the subscription and the connection slot, and closes the socket (once it is open).
+   * The server decides to close: records the code once, cleans up, and sends the close frame
+   * once the socket is open and the peer has gone quiet.
    */
-  #beginClose(code: number, reason: string, origin: "server" | "peer" = "server"): void {
+  #closeWith(code: CloseCode, reason: string): void {
     if (!isLive(this.#state)) return;
-    this.#closeCode = code;
+    const { clock, limits } = this.#deps;
+    const decidedAt = clock.now();
     // The cause is seen only by what is still pending: the handshake (as its abort reason) and
     // the readiness milestones not reached yet. Past `ready` there is neither, and making an
     // Error (its stack trace) was the costliest step of a close.
-    if (this.#state !== "processing_ready") {
-      this.#closeCause = new ConnectionCloseError(code as CloseCode, reason);
+    const closing: Closing = {
+      origin: "server",
+      code,
+      reason,
+      cause: this.#state === "processing_ready"
+        ? undefined
+        : new ConnectionCloseError(code, reason),
+      deadline: clock.setTimer(() => this.#finish(), limits.closeTimeoutMs),
+    };
+    this.#enterClosing(closing);
+    const readyState = this.#socket.readyState;
+    if (readyState === SocketReadyState.Connecting && this.#guards.waitForOpen) {
+      closing.wait = "open";
+      return;
     }
+    if (readyState !== SocketReadyState.Open && readyState !== SocketReadyState.Connecting) return;
+    const linger = (ms: number) => {
+      if (ms === 0) return this.#sendClose();
+      closing.wait = "quiet";
+      closing.timer = clock.setTimer(() => linger(this.#linger.waitMs(clock.now(), decidedAt)), ms);
+    };
+    linger(this.#linger.waitMs(decidedAt, decidedAt));
+  }
+
+  /** Sends the close frame of a server close, once nothing it waits for is left. */
+  #sendClose(): void {
+    const closing = this.#closing;
+    if (closing?.origin !== "server" || this.#state !== "closing") return;
+    closing.wait = undefined;
+    this.#closeSocket(closing.code, closing.reason);
+  }
+
+  /** Records the close once and stops everything the connection holds. */
+  #enterClosing(closing: Closing): void {
+    this.#closing = closing;
     this.#transition("closing");
-    this.#handshakeAbort?.abort(this.#closeCause);
-    this.#handshakeTimer?.cancel();
+    this.#handshake?.abort.abort(closing.cause);
+    this.#handshake?.timer?.cancel();
     this.#expiryTimer?.cancel();
     this.#drainTimer?.cancel();
     this.#release?.();
-    this.#inbox.clear();
-    this.#pendingEvents = 0;
-    this.#pendingFrames = 0;
-    if (origin === "peer") {
-      this.#finish();
-      return;
-    }
-    const readyState = this.#socket.readyState;
-    if (readyState === SocketReadyState.Connecting && this.#guards.waitForOpen) {
-      this.#closeOnOpen = { code, reason };
-    } else if (readyState === SocketReadyState.Open || readyState === SocketReadyState.Connecting) {
-      this.#closeSocket(code, reason);
-    }
-    this.#closeTimer = this.#deps.clock.setTimer(
-      () => this.#finish(),
-      this.#deps.limits.closeTimeoutMs,
-    );
+    this.#mailbox.clear();
   }
 
-  #closeSocket(code: number, reason: string): void {
+  #closeSocket(code: CloseCode, reason: string): void {
     if (!this.#deps.detector.checkClose(this.#socket.readyState)) {
       // Refused before open (a race, counted) or already closing: its close event follows.
       if (this.#socket.readyState !== SocketReadyState.Connecting) return;
@@ -751,9 +762,13 @@ export class ConnectionActor {
 
   #finish(): void {
     if (this.#state !== "closing") return;
-    this.#closeTimer?.cancel();
+    const closing = this.#closing!;
+    if (closing.origin === "server") {
+      closing.timer?.cancel();
+      closing.deadline.cancel();
+    }
     this.#transition("closed");
-    this.#deps.observer?.onClosed?.(this, this.#closeCode ?? CloseCode.Normal);
+    this.#deps.observer?.onClosed?.(this, closing.code);
   }
 
   /** The single state writer. */
@@ -764,7 +779,7 @@ export class ConnectionActor {
       return;
     }
     this.#state = to;
-    this.readiness.markReached(to, this.#closeCause);
+    this.readiness.markReached(to, this.#closing?.cause);
   }
 }
 

@@ -7,12 +7,7 @@
  *
  * @module
  */
-import type {
-  CatchUp,
-  EventEngine,
-  EventListener,
-  EventSubscription,
-} from "../bus/event_engine.ts";
+import type { CatchUp, EventEngine, EventListener, EventSubscription } from "../bus/mod.ts";
 import { CloseCode, ConnectionCloseError } from "../protocol/mod.ts";
 import type { HelloFrame } from "../protocol/mod.ts";
 import { DependencyUnavailableError } from "../_util/dependency_unavailable_error.ts";
@@ -29,12 +24,6 @@ export interface HandshakeDeps {
   readonly gate: ServerGate;
   /** @default 10 — beyond it the handshake closes with 4429. */
   readonly maxConnectionsPerUser: number;
-  /**
-   * Test-only: `false` reads the catch-up before subscribing (the naive order), so the race
-   * suite can show that its tests fail without this guard.
-   * @default true
-   */
-  readonly subscribeBeforeCatchUp?: boolean;
 }
 
 /** One connection's handshake. */
@@ -49,8 +38,11 @@ export interface HandshakeRequest {
   readonly signal: AbortSignal;
   /** Receives the user's live events from the moment the subscription is made. */
   readonly onEvent: EventListener;
-  /** Moves the connection's state; called in order, only while the handshake is live. */
-  readonly advance: (state: "authenticated" | "services_ready") => void;
+  /**
+   * Moves the connection's state, with the user it now belongs to; called in order, only while
+   * the handshake is live.
+   */
+  readonly advance: (state: "authenticated" | "services_ready", principal: Principal) => void;
 }
 
 /** What a finished handshake holds; `release()` gives it all back (idempotent). */
@@ -96,25 +88,15 @@ export class HandshakeCoordinator {
         throw new ConnectionCloseError(CloseCode.TooManyRequests, "Too many connections");
       }
       resources.slotHeld = true;
-      request.advance("authenticated");
+      request.advance("authenticated", principal);
 
-      let catchUp: CatchUp;
-      if (this.#deps.subscribeBeforeCatchUp ?? true) {
-        resources.subscription = await settle(
-          engine.subscribe(userId, request.onEvent),
-          request.signal,
-          (late) => late.unsubscribe(),
-        );
-        catchUp = await settle(engine.catchUp(userId, request.hello.resume), request.signal);
-      } else {
-        catchUp = await settle(engine.catchUp(userId, request.hello.resume), request.signal);
-        resources.subscription = await settle(
-          engine.subscribe(userId, request.onEvent),
-          request.signal,
-          (late) => late.unsubscribe(),
-        );
-      }
-      request.advance("services_ready");
+      resources.subscription = await settle(
+        engine.subscribe(userId, request.onEvent),
+        request.signal,
+        (late) => late.unsubscribe(),
+      );
+      const catchUp = await settle(engine.catchUp(userId, request.hello.resume), request.signal);
+      request.advance("services_ready", principal);
       return { principal, catchUp, release: () => resources.release() };
     } catch (error) {
       resources.release();
@@ -173,7 +155,7 @@ class Resources {
     this.subscription?.unsubscribe();
     if (this.slotHeld) {
       this.#engine.releaseConnection(this.#userId, this.#connectionId).catch(() => {
-        // A shared engine expires a lost release on its own (SPEC §1: a dead entry expires).
+        // A shared engine expires a lost release on its own (docs/protocol.md#limits: a dead entry expires).
       });
     }
   }
@@ -229,6 +211,6 @@ function asCloseError(error: unknown, signal: AbortSignal): unknown {
     });
   }
   // An unexpected failure of a dependency during the handshake is still a dependency failure
-  // from the client's point of view: retry later (SPEC §3 Handshake 2), never 1011.
+  // from the client's point of view: retry later (docs/protocol.md#handshake), never 1011.
   return new ConnectionCloseError(CloseCode.TryAgainLater, "Handshake failed", { cause: error });
 }

@@ -35,6 +35,8 @@ export interface Refusal {
   readonly ok: false;
   readonly code: ErrorCode;
   readonly message: string;
+  /** With code `refused`: the host's own reason, sent as the error frame's `refusal`. */
+  readonly refusal?: string;
 }
 
 /** The outcome of a chat: the ack to send, or the error to answer. */

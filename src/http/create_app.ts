@@ -1,6 +1,8 @@
 /**
- * The HTTP routes (SPEC §2) on hono: health, metrics, dev tokens, the REST history, the page,
- * and `/ws`, which hands over to `ws/upgrade.ts`.
+ * The HTTP routes (docs/protocol.md#rest) on hono: health, metrics, dev tokens, the REST
+ * history, the page, and `/ws`, which hands over to `ws/upgrade.ts`. Every route can be mounted
+ * under a base path (`/chat/ws`, `/chat/api/threads`, ...), so an application can serve
+ * agentsocket beside its own routes.
  *
  * @module
  */
@@ -47,16 +49,22 @@ export interface AppDeps {
   readonly metrics: ServerMetrics;
   readonly upgrade: UpgradeDeps;
   readonly log: Logger;
-  /** The chat page's HTML. */
-  readonly pageHtml: string;
-  /** Extra static files served as is, by path (the client library for the page). */
+  /**
+   * Where every route is mounted: `""` (the default) or a path such as `/chat`, with a leading
+   * and no trailing slash (see {@link checkBasePath}).
+   */
+  readonly basePath?: string;
+  /** The chat page's HTML, served at `<base>/`; absent: no page (404). */
+  readonly pageHtml?: string;
+  /** Extra static files served as is, by path under the base path (the page's scripts). */
   readonly staticFiles?: ReadonlyMap<string, { body: string; type: string }>;
 }
 
 /** The connection info Deno passes to a serve handler. */
 export interface ServeInfo {
   readonly remoteAddr: {
-    readonly hostname: string;
+    /** Absent for a Unix socket (never loopback for the dev-token rule). */
+    readonly hostname?: string;
     readonly port?: number;
     readonly transport?: string;
   };
@@ -64,7 +72,7 @@ export interface ServeInfo {
 
 type Env = { Bindings: ServeInfo };
 
-/** Default and largest page size of the REST listings (SPEC §2). */
+/** Default and largest page size of the REST listings (docs/protocol.md#rest). */
 export const PAGE_LIMITS = { default: 50, max: 200 } as const;
 
 /**
@@ -75,7 +83,10 @@ export const PAGE_LIMITS = { default: 50, max: 200 } as const;
 export function createApp(
   deps: AppDeps,
 ): { fetch: (request: Request, info: ServeInfo) => Response | Promise<Response> } {
-  const app = new Hono<Env>();
+  const base = deps.basePath ?? "";
+  const root = new Hono<Env>();
+  const app = base === "" ? root : root.basePath(base);
+  const wsPath = `${base}/ws`;
 
   app.get("/ws", (c) => handleUpgrade(c.req.raw, deps.upgrade));
 
@@ -180,13 +191,19 @@ export function createApp(
     }
   });
 
-  app.get("/", (c) => c.html(deps.pageHtml));
-  for (const [path, file] of deps.staticFiles ?? []) {
-    app.get(path, (c) => c.body(file.body, 200, { "content-type": file.type }));
+  const pageHtml = deps.pageHtml;
+  if (pageHtml !== undefined) {
+    // The page's URLs are relative to it (`ws`, `api/threads`, `static/chat.css`), so under a
+    // base path it lives at `<base>/`, and `<base>` without the slash redirects there.
+    root.get(`${base}/`, (c) => c.html(pageHtml));
+    if (base !== "") root.get(base, (c) => c.redirect(`${base}/`, 308));
+    for (const [path, file] of deps.staticFiles ?? []) {
+      app.get(path, (c) => c.body(file.body, 200, { "content-type": file.type }));
+    }
   }
 
-  app.notFound((c) => notFound(c));
-  app.onError((error, c) => {
+  root.notFound((c) => notFound(c));
+  root.onError((error, c) => {
     deps.log.error("request failed", { path: c.req.path, error: errorMessage(error) });
     return apiError(c, 500, "internal", "Internal error");
   });
@@ -194,12 +211,31 @@ export function createApp(
   return {
     fetch(request, info) {
       // The WebSocket route is the hot path of a connection burst: skip the router for it.
-      if (request.method === "GET" && new URL(request.url).pathname === "/ws") {
+      if (request.method === "GET" && new URL(request.url).pathname === wsPath) {
         return handleUpgrade(request, deps.upgrade);
       }
-      return app.fetch(request, info);
+      return root.fetch(request, info);
     },
   };
+}
+
+/**
+ * Checks a base path: `""`, or `/` followed by segments of letters, digits, `-`, `_`, `.` and
+ * `~` separated by `/`, without a trailing slash (`/chat`, `/api/agent`). `/` alone is `""`.
+ *
+ * @returns The base path to mount at.
+ * @throws {RangeError} naming what is wrong.
+ */
+export function checkBasePath(basePath: string): string {
+  if (basePath === "" || basePath === "/") return "";
+  if (!/^(\/[A-Za-z0-9._~-]+)+$/.test(basePath) || /\/\.{1,2}(\/|$)/.test(basePath)) {
+    throw new RangeError(
+      `must be "" or a path like "/chat" (a leading "/", no trailing "/", segments of letters, digits, "-", "_", ".", "~"), received ${
+        JSON.stringify(basePath)
+      }`,
+    );
+  }
+  return basePath;
 }
 
 /**

@@ -1,5 +1,5 @@
 /**
- * The close codes of SPEC §3, as one const object, and the single function that turns any
+ * The close codes (`docs/protocol.md#close-codes`), as one const object, and the single function that turns any
  * failure into a close frame. A 4xxx code is 4000 + the nearest HTTP status.
  *
  * @module

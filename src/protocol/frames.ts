@@ -1,5 +1,5 @@
 /**
- * The `agentsocket.v1` frames (SPEC §3) as types, and the parser for client frames. This module
+ * The `agentsocket.v1` frames (`docs/protocol.md`) as types, and the parser for client frames. This module
  * is shared by the server and the client library, so it uses no Deno or Node API.
  *
  * @module
@@ -145,6 +145,7 @@ export const ERROR_CODES = [
   "rate_limited",
   "too_many_runs",
   "already_resolved",
+  "refused",
 ] as const;
 
 /** An `error` frame code. */
@@ -156,6 +157,11 @@ export interface ErrorFrame {
   readonly code: ErrorCode;
   readonly message: string;
   readonly ref?: string;
+  /**
+   * With code `refused`: the host application's own reason, snake_case (`budget_exceeded`),
+   * from its `beforeRun` hook (docs/protocol.md#errors).
+   */
+  readonly refusal?: string;
 }
 
 /** `refreshed`: the connection now lives until `exp` (seconds since the epoch). */

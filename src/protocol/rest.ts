@@ -1,5 +1,5 @@
 /**
- * The REST history's wire shapes (SPEC §2), shared by the server's routes and the client
+ * The REST history's wire shapes (`docs/protocol.md#rest`), shared by the server's routes and the client
  * library like the WebSocket frames are.
  *
  * @module

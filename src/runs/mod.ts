@@ -7,3 +7,4 @@
 export * from "./run_orchestrator.ts";
 export { cutOutput } from "./tool_runner.ts";
 export type { ApprovalDecision, ApprovalPort, OpenCall } from "./tool_runner.ts";
+export * from "./run_hooks.ts";

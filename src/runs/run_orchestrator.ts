@@ -24,6 +24,8 @@ import type { ToolRegistry } from "../tools/mod.ts";
 import { ApprovalGate } from "./approval_gate.ts";
 import { LeaseKeeper } from "./lease_keeper.ts";
 import { driveRun } from "./run_driver.ts";
+import { askBeforeRun, reportUsage } from "./run_hooks.ts";
+import type { RunChoice, RunHooks } from "./run_hooks.ts";
 import type { LocalRun, StopReason } from "./run_driver.ts";
 import { dependencyOf, RunEndings } from "./run_endings.ts";
 import type { Ending } from "./run_endings.ts";
@@ -81,10 +83,16 @@ export interface RunOrchestratorOptions {
   /** Told the dependency (from the error) when a call to it failed, so readiness probes again. */
   readonly onDependencyFailure?: (dependency: string) => void;
   readonly observer?: RunObserver;
+  /** The host application's `beforeRun` and `onUsage` (docs/protocol.md#errors). */
+  readonly hooks?: RunHooks;
+  /** How long `beforeRun` may take before the chat is refused `unavailable`. @default 3000 */
+  readonly hookTimeoutMs?: number;
 }
 
 interface LocalEntry extends LocalRun {
   done: Promise<void>;
+  /** What `beforeRun` chose for this run. */
+  readonly choice?: RunChoice;
 }
 
 /** Starts, drives, cancels and ends runs. */
@@ -94,6 +102,8 @@ export class RunOrchestrator implements RunService {
   #local = new Map<string, LocalEntry>();
   #perUser = new Map<string, number>();
   #runListeners = new Set<(userId: string) => void>();
+  /** Chats stored but not yet answered (asking `beforeRun`, publishing), by run id. */
+  #deciding = new Map<string, Promise<ChatOutcome>>();
   #endings: RunEndings;
   #leases: LeaseKeeper;
   #retryTimer?: Timer;
@@ -153,7 +163,7 @@ export class RunOrchestrator implements RunService {
   // ---- RunService ---------------------------------------------------------------------------
 
   async startChat(principal: Principal, chat: ChatFrame): Promise<ChatOutcome> {
-    const { store, engine } = this.#o;
+    const { store } = this.#o;
     const userId = principal.userId;
     if (this.#draining) return refuse("draining", "Server is draining; reconnect and retry");
     let result;
@@ -172,7 +182,11 @@ export class RunOrchestrator implements RunService {
       return refuse("unavailable", "The store is unavailable; nothing was stored");
     }
     switch (result.kind) {
-      case "duplicate":
+      case "duplicate": {
+        // The original is still being decided here: answer as it will be answered.
+        const deciding = this.#deciding.get(result.runId);
+        const original = deciding ? await deciding : undefined;
+        if (original && !original.ok) return original;
         return {
           ok: true,
           ack: {
@@ -184,6 +198,7 @@ export class RunOrchestrator implements RunService {
             status: result.status,
           },
         };
+      }
       case "idempotency_conflict":
         return refuse(
           "idempotency_conflict",
@@ -205,7 +220,42 @@ export class RunOrchestrator implements RunService {
         throw new TypeError(`Unknown chat result ${JSON.stringify(never)}`);
       }
     }
-    const run = result.run;
+    const deciding = this.#decide(principal, chat, result.run);
+    this.#deciding.set(result.run.id, deciding);
+    try {
+      return await deciding;
+    } finally {
+      this.#deciding.delete(result.run.id);
+    }
+  }
+
+  /**
+   * The rest of a stored chat: ask `beforeRun` (a refusal undoes the chat), publish
+   * `agent_started` and launch the run.
+   */
+  async #decide(principal: Principal, chat: ChatFrame, run: RunRecord): Promise<ChatOutcome> {
+    const { store, engine } = this.#o;
+    const userId = principal.userId;
+    let choice: RunChoice | undefined;
+    const beforeRun = this.#o.hooks?.beforeRun;
+    if (beforeRun) {
+      const verdict = await askBeforeRun(beforeRun, {
+        userId,
+        threadId: run.threadId,
+        runId: run.id,
+        chatId: chat.id,
+        text: chat.text,
+        newThread: chat.threadId === undefined,
+      }, { clock: this.#o.clock, log: this.#o.log, timeoutMs: this.#o.hookTimeoutMs ?? 3_000 });
+      if (verdict.kind !== "go") {
+        // A refused chat stores nothing (docs/protocol.md#errors).
+        await this.#undoChat(run);
+        return verdict.kind === "refuse"
+          ? { ok: false, code: "refused", message: verdict.message, refusal: verdict.code }
+          : refuse("unavailable", "The chat could not be checked; nothing was stored");
+      }
+      choice = verdict.choice;
+    }
     let published: PublishResult;
     try {
       published = await engine.publish(
@@ -227,7 +277,7 @@ export class RunOrchestrator implements RunService {
       // The run goes on; only the message's seq stays unknown until it can be written.
       this.#dependencyFailed(error, "could not record a run's start");
     }
-    this.#launch(run);
+    this.#launch(run, choice);
     return { ok: true, ack: { type: "ack", id: chat.id, threadId: run.threadId, runId: run.id } };
   }
 
@@ -344,7 +394,8 @@ export class RunOrchestrator implements RunService {
    */
   async drain(timeoutMs: number): Promise<void> {
     this.#draining = true;
-    if (this.#local.size > 0 && timeoutMs > 0) {
+    const busy = () => this.#local.size > 0 || this.#deciding.size > 0;
+    if (busy() && timeoutMs > 0) {
       let timer: Timer | undefined;
       const timedOut = new Promise<void>((resolve) => {
         timer = this.#o.clock.setTimer(resolve, timeoutMs);
@@ -352,6 +403,8 @@ export class RunOrchestrator implements RunService {
       await Promise.race([this.#allLocalDone(), timedOut]);
       timer?.cancel();
     }
+    // A chat stored before the drain began is answered (its hook has a deadline of its own).
+    await this.#allDecided();
     for (const local of this.#local.values()) this.#stop(local, "shutdown");
     await this.#allLocalDone();
     await this.#endings.retry();
@@ -367,7 +420,12 @@ export class RunOrchestrator implements RunService {
     this.#unsubscribeControl?.();
   }
 
+  async #allDecided(): Promise<void> {
+    while (this.#deciding.size > 0) await Promise.allSettled([...this.#deciding.values()]);
+  }
+
   async #allLocalDone(): Promise<void> {
+    await this.#allDecided();
     while (this.#local.size > 0) {
       await Promise.all([...this.#local.values()].map((l) => l.done));
     }
@@ -375,8 +433,13 @@ export class RunOrchestrator implements RunService {
 
   // ---- driving a run ------------------------------------------------------------------------
 
-  #launch(run: RunRecord): void {
-    const local: LocalEntry = { run, controller: new AbortController(), done: Promise.resolve() };
+  #launch(run: RunRecord, choice: RunChoice | undefined): void {
+    const local: LocalEntry = {
+      run,
+      controller: new AbortController(),
+      done: Promise.resolve(),
+      ...(choice ? { choice } : {}),
+    };
     this.#local.set(run.id, local);
     this.#perUser.set(run.userId, (this.#perUser.get(run.userId) ?? 0) + 1);
     this.#o.observer?.onRunStarted?.();
@@ -403,6 +466,7 @@ export class RunOrchestrator implements RunService {
       flushMs: this.#o.streamFlushMs ?? 40,
       toolOutputMaxBytes: this.#o.toolOutputMaxBytes ?? 16_384,
       historyMessages: this.#o.historyMessages ?? 50,
+      choice: local.choice,
       approvals: (run, publisher) =>
         new ApprovalGate(run, {
           engine: this.#o.engine,
@@ -436,15 +500,22 @@ export class RunOrchestrator implements RunService {
   }
 
   #reportEnd(ending: Ending, outcome: RunOutcome): void {
+    const { userId, threadId, runId } = ending;
+    const provider = this.#provider;
     this.#o.observer?.onRunEnded?.({
       status: outcome.status,
       ...(outcome.status === "failed" ? { code: outcome.error.code } : {}),
-      provider: this.#provider,
+      provider,
       usage: outcome.usage,
-      userId: ending.userId,
-      threadId: ending.threadId,
-      runId: ending.runId,
+      userId,
+      threadId,
+      runId,
     });
+    const onUsage = this.#o.hooks?.onUsage;
+    if (onUsage && outcome.usage) {
+      const report = { userId, threadId, runId, status: outcome.status, usage: outcome.usage };
+      reportUsage(onUsage, { ...report, provider }, this.#o.log);
+    }
   }
 
   async #undoChat(run: RunRecord): Promise<void> {

@@ -7,51 +7,47 @@
  */
 import { systemClock } from "../_util/clock.ts";
 import type { Clock } from "../_util/clock.ts";
-import { delay } from "../_util/clock.ts";
 import { createLogger } from "../_util/log.ts";
 import type { Logger } from "../_util/log.ts";
-import { createDemoTools, DemoAgent } from "../agent/mod.ts";
+import { createAgent, createDemoTools } from "../agent/mod.ts";
 import type { Agent } from "../agent/mod.ts";
-import { createLlmAgent } from "../agent/llm/mod.ts";
+import { createVerifier } from "../auth/mod.ts";
+import { createEngine } from "../bus/mod.ts";
 import { RunOrchestrator } from "../runs/mod.ts";
+import type { RunHooks } from "../runs/mod.ts";
 import { ToolRegistry, ToolRegistryError } from "../tools/mod.ts";
-import { DevTokenIssuer, JwtVerifier, randomSecret } from "../auth/mod.ts";
-import type { VerificationKey } from "../auth/mod.ts";
+import type { AnyTool } from "../tools/mod.ts";
 import type { EventEngine } from "../bus/mod.ts";
-import { MemoryEngine } from "../bus/memory_engine.ts";
-import type { Config } from "../config/mod.ts";
+import { AgentsocketOptionsError, ENV_NAMING } from "../config/mod.ts";
+import type { ServerConfig, SettingNaming } from "../config/mod.ts";
 import {
   ConnectionReadinessChecker,
   HandshakeCoordinator,
   RaceConditionDetector,
 } from "../connection/mod.ts";
-import type {
-  ConnectionActor,
-  ConnectionActorDeps,
-  ConnectionGuards,
-  TokenVerifier,
-} from "../connection/mod.ts";
-import { createApp } from "../http/create_app.ts";
+import type { ConnectionActor, ConnectionActorDeps, ConnectionLimits } from "../connection/mod.ts";
+import { createApp } from "../http/mod.ts";
+import type { ServeInfo } from "../http/mod.ts";
 import { CloseCode } from "../protocol/mod.ts";
-import type { ServeInfo } from "../http/create_app.ts";
 import { ServerMetrics } from "../metrics/mod.ts";
+import { createStore } from "../store/mod.ts";
 import type { ChatStore } from "../store/mod.ts";
-import { MemoryStore } from "../store/memory_store.ts";
 import { defaultMaxConnections } from "./connection_capacity.ts";
 import { ConnectionRegistry } from "./connection_registry.ts";
 import { DrainController } from "./drain_controller.ts";
 import { loadPage } from "./page.ts";
 import { StartupError } from "./startup_error.ts";
+import { applyTestSeams } from "./test_seams.ts";
 
 /** A built instance. */
 export interface AgentsocketServer {
-  readonly config: Config;
+  readonly config: ServerConfig;
   readonly log: Logger;
   /** Given to `Deno.serve`. */
   fetch(request: Request, info: ServeInfo): Response | Promise<Response>;
   /** Starts background work (readiness probe, leases, reaper); resolves after the first probe. */
   start(): Promise<void>;
-  /** Drains (SPEC §6) and resolves when every run ended and every socket closed. */
+  /** Drains (`docs/protocol.md#close-codes`, 1012) and resolves when every run ended and every socket closed. */
   drain(): Promise<void>;
   /** Stops timers and closes the store and engine connections. */
   close(): Promise<void>;
@@ -65,12 +61,26 @@ export interface AgentsocketServer {
   readonly registry: ConnectionRegistry;
 }
 
-/** Seams for tests and embedders. */
+/** What code gives an instance besides its configuration: the embedding API, and test seams. */
 export interface BuildOptions {
   readonly clock?: Clock;
   readonly log?: Logger;
-  /** Another agent behind the same interface (the default is the demo agent). */
+  /** Another agent behind the same interface (the default is the one `config.llm` names). */
   readonly agent?: Agent;
+  /** The tools; default: the demo tools with a built-in agent, none with `agent`. */
+  readonly tools?: readonly AnyTool[];
+  /** The host application's `beforeRun` and `onUsage`. */
+  readonly hooks?: RunHooks;
+  /** How long `beforeRun` may take. @default 3000 */
+  readonly hookTimeoutMs?: number;
+  /** Where every route is mounted (checked). @default "" */
+  readonly basePath?: string;
+  /** Serve the chat page. @default true */
+  readonly page?: boolean;
+  /** Serve `POST /auth/dev-token` in development. @default true */
+  readonly devTokens?: boolean;
+  /** How a bad setting found while building is named. @default the environment variable */
+  readonly naming?: SettingNaming;
   readonly store?: ChatStore;
   readonly engine?: EventEngine;
 }
@@ -82,59 +92,44 @@ export interface BuildOptions {
  * @param options Seams for tests.
  */
 export async function buildServer(
-  config: Config,
+  config: ServerConfig,
   options: BuildOptions = {},
 ): Promise<AgentsocketServer> {
   const clock = options.clock ?? systemClock;
   const log = options.log ?? createLogger(config.logLevel);
+  const naming = options.naming ?? ENV_NAMING;
   const production = config.appEnv === "production";
 
-  const { store, engine } = await createDependencies(config, { clock, log, ...options });
-
-  const devSecret = config.jwt.key.kind === "dev_secret" ? randomSecret() : undefined;
-  const verificationKey: VerificationKey = config.jwt.key.kind === "dev_secret"
-    ? { kind: "secret", secret: devSecret! }
-    : config.jwt.key.kind === "secret"
-    ? { kind: "secret", secret: new TextEncoder().encode(config.jwt.key.secret) }
-    : config.jwt.key.kind === "jwks"
-    ? { kind: "jwks", url: config.jwt.key.url }
-    : { kind: "public_key", key: config.jwt.key.key };
-  const jwtVerifier = new JwtVerifier({
-    key: verificationKey,
-    issuer: config.jwt.issuer,
-    audience: config.jwt.audience,
-    clockToleranceSeconds: config.jwt.clockToleranceSeconds,
+  // Each folder builds its own part from its settings: a new store, engine or agent is one
+  // file in its folder and one line in that folder's factory. What can still be refused (a
+  // tool, a key) comes before the store and the engine, so a refusal leaves no connection open.
+  const tools = toolRegistry(options.tools ?? defaultTools(config, options, clock), {
+    requireApproval: config.llm.toolsRequireApproval,
+    naming,
   });
-  try {
-    await jwtVerifier.ready();
-  } catch (error) {
-    throw new StartupError(
-      `Invalid configuration: JWT_PUBLIC_KEY ${
-        (error as Error).message.replace(/^JWT_PUBLIC_KEY /, "")
-      }`,
-    );
-  }
-  let verifier: TokenVerifier = jwtVerifier;
-  if (config.testing.verifyDelayMs > 0) {
-    verifier = withVerifyDelay(jwtVerifier, config.testing.verifyDelayMs, clock);
-  }
-  const signingSecret = devSecret ??
-    (config.jwt.key.kind === "secret"
-      ? new TextEncoder().encode(config.jwt.key.secret)
-      : undefined);
-  const devTokens = !production && signingSecret
-    ? new DevTokenIssuer({
-      secret: signingSecret,
-      issuer: config.jwt.issuer,
-      audience: config.jwt.audience,
-    })
-    : undefined;
+  const auth = await createVerifier({
+    ...config.jwt,
+    devTokens: !production && options.devTokens !== false,
+  }).catch((error: Error) => {
+    throw naming.error("jwt.publicKey", error.message.replace(/^JWT_PUBLIC_KEY /, ""));
+  });
+  const store = options.store ?? await createStore(config, { clock, log });
+  const engine = options.engine ?? await createEngine(config, { clock, log });
+  const agent = options.agent ?? createAgent({ ...config.llm, ...config.agent }, { clock, log });
+  // Test-only knobs (refused in production) bend these parts here and nowhere else.
+  const { verifier, handshakeEngine, guards } = applyTestSeams(config.testing, {
+    verifier: auth.verifier,
+    engine,
+    clock,
+    log,
+  });
+  const devTokens = auth.devTokens;
 
   const fatal = Promise.withResolvers<never>();
   fatal.promise.catch(() => {}); // main awaits it; nothing else must see it unhandled
   const probes: Record<string, () => Promise<void>> = {};
-  if (store.kind === "postgres") {
-    probes.postgres = async () => {
+  if (store.kind !== "memory") {
+    probes[store.kind] = async () => {
       try {
         await store.ping();
       } catch (error) {
@@ -145,7 +140,7 @@ export async function buildServer(
       }
     };
   }
-  if (engine.kind === "redis") probes.redis = () => engine.ping();
+  if (engine.shared) probes[engine.kind] = () => engine.ping();
   const readiness = new ConnectionReadinessChecker({
     clock,
     probes,
@@ -158,23 +153,6 @@ export async function buildServer(
     onViolation: (kind, detail) => log.error("race violation", { kind, detail }),
   });
 
-  const agent = options.agent ??
-    (config.llm.agent === "llm" && config.llm.settings
-      ? createLlmAgent(config.llm.settings, { clock, log })
-      : new DemoAgent({
-        clock,
-        stepDelayMs: config.agent.stepDelayMs,
-        thinkingSteps: config.agent.thinkingSteps,
-      }));
-  let tools: ToolRegistry;
-  try {
-    tools = new ToolRegistry(createDemoTools({ clock, workMs: config.agent.stepDelayMs }), {
-      requireApproval: config.llm.toolsRequireApproval,
-    });
-  } catch (error) {
-    if (!(error instanceof ToolRegistryError)) throw error;
-    throw new StartupError(`Invalid configuration: TOOLS_REQUIRE_APPROVAL ${error.message}`);
-  }
   // Read only at render time, once everything below exists.
   const metrics: ServerMetrics = new ServerMetrics({
     openConnections: () => registry.size,
@@ -198,6 +176,8 @@ export async function buildServer(
     toolOutputMaxBytes: config.llm.toolOutputMaxBytes,
     maxActiveRunsPerUser: config.llm.maxActiveRunsPerUser,
     approvalTimeoutMs: config.llm.toolApprovalTimeoutMs,
+    hooks: options.hooks,
+    hookTimeoutMs: options.hookTimeoutMs,
     onDependencyFailure: (name) => readiness.reportFailure(name),
     observer: {
       onRunStarted: () => metrics.runsTotal.inc({ status: "started" }),
@@ -213,25 +193,11 @@ export async function buildServer(
     dependenciesReady: () => readiness.dependenciesReady(),
     draining: () => readiness.draining(),
   };
-  const guardsOff = new Set(config.testing.guardsOff);
-  const guards: Partial<ConnectionGuards> = {
-    waitForOpen: !guardsOff.has("wait_for_open"),
-    queueBeforeReady: !guardsOff.has("queue_before_ready"),
-    holdEventsUntilReady: !guardsOff.has("hold_events_until_ready"),
-    dedupeBySeq: !guardsOff.has("dedupe_by_seq"),
-  };
-  if (guardsOff.size > 0) log.warn("UNSAFE: race guards switched off", { guards: [...guardsOff] });
-
-  const { subscribeDelayMs, catchUpDelayMs } = config.testing;
-  const handshakeEngine = subscribeDelayMs > 0 || catchUpDelayMs > 0
-    ? withHandshakeDelays(engine, { subscribeDelayMs, catchUpDelayMs }, clock)
-    : engine;
   const coordinator = new HandshakeCoordinator({
     verifier,
     engine: handshakeEngine,
     gate,
     maxConnectionsPerUser: config.limits.maxConnectionsPerUser,
-    subscribeBeforeCatchUp: !guardsOff.has("subscribe_before_catch_up"),
   });
   const actorDeps: ConnectionActorDeps = {
     clock,
@@ -243,19 +209,7 @@ export async function buildServer(
     verifier,
     gate,
     guards,
-    limits: {
-      handshakeTimeoutMs: config.limits.handshakeTimeoutMs,
-      maxFrameBytes: config.limits.maxFrameBytes,
-      maxPreReadyFrames: config.limits.maxPreReadyFrames,
-      maxPendingEvents: 4096,
-      maxPendingFrames: 1024,
-      slowConsumerBytes: config.limits.slowConsumerBytes,
-      slowConsumerTimeoutMs: config.limits.slowConsumerTimeoutMs,
-      clockToleranceSeconds: config.jwt.clockToleranceSeconds,
-      rateLimitPerSecond: config.limits.rateLimitPerSecond,
-      rateLimitBurst: config.limits.rateLimitBurst,
-      closeTimeoutMs: 5_000,
-    },
+    limits: connectionLimits(config),
     observer: {
       onReady: (_actor, ms) => metrics.handshakeSeconds.observe(ms / 1000),
       onClosed: (actor, code) => {
@@ -271,7 +225,8 @@ export async function buildServer(
   if (maxConnections === Number.POSITIVE_INFINITY) {
     log.info("no connection ceiling: set MAX_CONNECTIONS below the open-files limit (ulimit -n)");
   }
-  const page = await loadPage();
+  const basePath = options.basePath ?? "";
+  const page = options.page === false ? undefined : await loadPage();
   const app = createApp({
     store,
     threads: { delete: (userId, threadId) => orchestrator.deleteThread(userId, threadId) },
@@ -281,8 +236,9 @@ export async function buildServer(
     readiness,
     metrics,
     log,
-    pageHtml: page.html,
-    staticFiles: page.files,
+    basePath,
+    pageHtml: page?.html,
+    staticFiles: page?.files,
     upgrade: {
       actorDeps,
       verifier,
@@ -332,85 +288,53 @@ export async function buildServer(
   };
 }
 
-async function createDependencies(
-  config: Config,
-  context: { clock: Clock; log: Logger; store?: ChatStore; engine?: EventEngine },
-): Promise<{ store: ChatStore; engine: EventEngine }> {
-  const { clock, log } = context;
-  const store = context.store ??
-    (config.databaseUrl
-      ? await createPostgresStore(config, clock, log)
-      : new MemoryStore({ clock, chatIdTtlSeconds: config.chatIdTtlSeconds }));
-  const engine = context.engine ??
-    (config.redisUrl
-      ? await createRedisEngine(config, clock, log)
-      : new MemoryEngine({ clock, log, retention: config.retention }));
-  return { store, engine };
+/** The demo tools go with the built-in agents; an agent of the application brings its own. */
+function defaultTools(config: ServerConfig, options: BuildOptions, clock: Clock): AnyTool[] {
+  if (options.agent) return [];
+  return createDemoTools({ clock, workMs: config.agent.stepDelayMs });
 }
 
-async function createPostgresStore(config: Config, clock: Clock, log: Logger): Promise<ChatStore> {
-  const { PostgresStore } = await import("../store/postgres_store.ts");
-  return new PostgresStore({
-    url: config.databaseUrl!,
-    clock,
-    log,
-    chatIdTtlSeconds: config.chatIdTtlSeconds,
-  });
+/** Registers the tools; a bad one, or an approval name no tool has, is a bad setting. */
+function toolRegistry(
+  tools: readonly AnyTool[],
+  options: { requireApproval: readonly string[]; naming: SettingNaming },
+): ToolRegistry {
+  const names = new Set(tools.map((tool) => tool?.name));
+  const unknown = options.requireApproval.find((name) => !names.has(name));
+  if (unknown !== undefined) {
+    throw options.naming.error(
+      "toolsRequireApproval",
+      `names "${unknown}", which no tool has (registered: ${[...names].join(", ") || "none"})`,
+    );
+  }
+  try {
+    return new ToolRegistry(tools, { requireApproval: options.requireApproval });
+  } catch (error) {
+    if (!(error instanceof ToolRegistryError)) throw error;
+    throw new AgentsocketOptionsError("tools", error.message, { cause: error });
+  }
 }
 
-async function createRedisEngine(config: Config, clock: Clock, log: Logger): Promise<EventEngine> {
-  const { RedisEngine } = await import("../bus/redis_engine.ts");
-  return new RedisEngine({
-    url: config.redisUrl!,
-    keyPrefix: config.redisKeyPrefix,
-    instanceId: config.instanceId,
-    clock,
-    log,
-    retention: config.retention,
-  });
+/** The limits of every connection, from the configuration. */
+function connectionLimits(config: ServerConfig): ConnectionLimits {
+  const { limits } = config;
+  return {
+    handshakeTimeoutMs: limits.handshakeTimeoutMs,
+    maxFrameBytes: limits.maxFrameBytes,
+    maxPreReadyFrames: limits.maxPreReadyFrames,
+    maxPendingEvents: 4096,
+    maxPendingFrames: 1024,
+    slowConsumerBytes: limits.slowConsumerBytes,
+    slowConsumerTimeoutMs: limits.slowConsumerTimeoutMs,
+    clockToleranceSeconds: config.jwt.clockToleranceSeconds,
+    rateLimitPerSecond: limits.rateLimitPerSecond,
+    rateLimitBurst: limits.rateLimitBurst,
+    closeTimeoutMs: 5_000,
+    closeLingerMs: limits.closeLingerMs,
+    closeLingerMaxMs: 1_000,
+  };
 }
 
 function oneLine(text: string): string {
   return text.replace(/\s*\n\s*/g, " ").trim();
-}
-
-/** Test-only: stretches token verification (TEST_DELAY_VERIFY_MS). */
-function withVerifyDelay(verifier: TokenVerifier, ms: number, clock: Clock): TokenVerifier {
-  return {
-    async verify(token) {
-      await delay(clock, ms);
-      return await verifier.verify(token);
-    },
-  };
-}
-
-/**
- * Test-only: stretches the handshake's dependencies. TEST_DELAY_SUBSCRIBE_MS waits before the
- * subscription is made (the window a naive read-then-subscribe loses events in);
- * TEST_DELAY_CATCH_UP_MS waits before the catch-up read (the window in which an event arrives
- * both live and in the replay, which a naive handler delivers twice).
- */
-function withHandshakeDelays(
-  engine: EventEngine,
-  delays: { subscribeDelayMs: number; catchUpDelayMs: number },
-  clock: Clock,
-): EventEngine {
-  return new Proxy(engine, {
-    get(target, property, receiver) {
-      if (property === "subscribe" && delays.subscribeDelayMs > 0) {
-        return async (...args: Parameters<EventEngine["subscribe"]>) => {
-          await delay(clock, delays.subscribeDelayMs);
-          return await target.subscribe(...args);
-        };
-      }
-      if (property === "catchUp" && delays.catchUpDelayMs > 0) {
-        return async (...args: Parameters<EventEngine["catchUp"]>) => {
-          await delay(clock, delays.catchUpDelayMs);
-          return await target.catchUp(...args);
-        };
-      }
-      const value = Reflect.get(target, property, receiver);
-      return typeof value === "function" ? value.bind(target) : value;
-    },
-  });
 }

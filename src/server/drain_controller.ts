@@ -1,6 +1,7 @@
 /**
- * Graceful shutdown (SPEC §6). On SIGTERM or SIGINT the instance reports `draining`; new
- * upgrades are accepted and closed with 1012 (by the upgrade route) and chats get `draining`.
+ * Graceful shutdown (`docs/protocol.md#close-codes`, 1012). On SIGTERM or SIGINT the instance
+ * reports `draining`; new upgrades are accepted and closed with 1012 (by the upgrade route) and
+ * chats get `draining`.
  * With a shared engine (Redis) every socket is closed with 1012 at once, spread over a moment,
  * while the runs finish and reach the clients that resumed elsewhere; with the memory engine a
  * socket stays open until its user's runs end. Runs still going at the drain timeout end

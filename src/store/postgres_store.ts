@@ -33,6 +33,7 @@ import {
 } from "./_chat_rules.ts";
 import { migrate, type Migration, MigrationError } from "./migrate.ts";
 import { toStoreError } from "./_postgres_errors.ts";
+import { explicitConnection } from "./_postgres_connection.ts";
 
 /** Options of {@link PostgresStore}. */
 export interface PostgresStoreOptions {
@@ -214,6 +215,8 @@ export class PostgresStore implements ChatStore {
       );
     }
     this.#sql = postgres(options.url, {
+      // Nothing from PG* variables: an application embedding us may have them for its own database.
+      ...explicitConnection(options.url),
       max: checkPoolSize(options.max ?? 10),
       connect_timeout: checkPositive(
         what,

@@ -1,5 +1,5 @@
 /**
- * The `ALLOWED_ORIGINS` rule (SPEC §1): a browser upgrade from an origin not allowed is
+ * The `ALLOWED_ORIGINS` rule (`docs/protocol.md#handshake`): a browser upgrade from an origin not allowed is
  * refused with HTTP 403; an upgrade with no `Origin` (not a browser) is not refused for it.
  *
  * @module

@@ -60,7 +60,7 @@ export async function handleUpgrade(request: Request, deps: UpgradeDeps): Promis
   }
 
   let headerPrincipal: Principal | undefined;
-  let closeAtOnce: { code: number; reason: string } | undefined;
+  let closeAtOnce: { code: CloseCode; reason: string } | undefined;
   const authorization = headers.get("authorization");
   if (authorization !== null) {
     const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization);
@@ -96,7 +96,7 @@ export async function handleUpgrade(request: Request, deps: UpgradeDeps): Promis
   socket.onmessage = (event) => actor.receive(event.data);
   socket.onclose = (event) => actor.socketClosed(event.code, event.reason);
   socket.onerror = () => actor.socketErrored();
-  // Accepted, then closed, so that browsers see the code (SPEC §3 close codes 1012, 1013).
+  // Accepted, then closed, so that browsers see the code (docs/protocol.md#close-codes).
   if (closeAtOnce) actor.close(closeAtOnce.code, closeAtOnce.reason);
   return response;
 }

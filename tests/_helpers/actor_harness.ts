@@ -17,12 +17,9 @@ import {
   HandshakeCoordinator,
   RaceConditionDetector,
 } from "../../src/connection/mod.ts";
-import type {
-  ConnectionGuards,
-  ConnectionLimits,
-  Principal,
-  TokenVerifier,
-} from "../../src/connection/mod.ts";
+import type { ConnectionLimits, Principal, TokenVerifier } from "../../src/connection/mod.ts";
+import type { UnsafeGuardName } from "../../src/config/mod.ts";
+import { applyTestSeams } from "../../src/server/mod.ts";
 import { silentLogger } from "../../src/_util/log.ts";
 import { MemoryStore } from "../../src/store/mod.ts";
 import { FakeSocket } from "./fake_socket.ts";
@@ -57,8 +54,8 @@ export class Hold {
 
 /** Options of {@link actorHarness}. */
 export interface HarnessOptions {
-  readonly guards?: Partial<ConnectionGuards>;
-  readonly subscribeBeforeCatchUp?: boolean;
+  /** Guards switched off, through the same test seams as `TEST_UNSAFE_GUARDS_OFF`. */
+  readonly guardsOff?: readonly UnsafeGuardName[];
   readonly limits?: Partial<ConnectionLimits>;
   readonly dependenciesReady?: boolean;
   readonly draining?: boolean;
@@ -85,6 +82,9 @@ export const DEFAULT_LIMITS: ConnectionLimits = {
   rateLimitPerSecond: 1000,
   rateLimitBurst: 1000,
   closeTimeoutMs: 5000,
+  // Off here: most tests close right after a frame, on a clock that only moves when told to.
+  closeLingerMs: 0,
+  closeLingerMaxMs: 1000,
 };
 
 /** An actor under test and everything around it. */
@@ -143,12 +143,20 @@ export function actorHarness(options: HarnessOptions = {}) {
     log: silentLogger,
     instanceId: "unit",
   });
+  const seams = applyTestSeams(
+    {
+      verifyDelayMs: 0,
+      subscribeDelayMs: 0,
+      catchUpDelayMs: 0,
+      guardsOff: options.guardsOff ?? [],
+    },
+    { verifier, engine: heldEngine, clock, log: silentLogger },
+  );
   const coordinator = new HandshakeCoordinator({
     verifier,
-    engine: heldEngine,
+    engine: seams.handshakeEngine,
     gate: serverGate,
     maxConnectionsPerUser: options.maxConnectionsPerUser ?? 10,
-    subscribeBeforeCatchUp: options.subscribeBeforeCatchUp ?? true,
   });
   const closedCodes: number[] = [];
   const socket = new FakeSocket();
@@ -163,7 +171,7 @@ export function actorHarness(options: HarnessOptions = {}) {
       verifier,
       gate: serverGate,
       limits: { ...DEFAULT_LIMITS, ...options.limits },
-      guards: options.guards,
+      guards: seams.guards,
       observer: { onClosed: (_actor, code) => closedCodes.push(code) },
     },
     socket,

@@ -72,10 +72,47 @@ export class PageProbe {
   }
 }
 
-/** Saves a screenshot under test-output/ and returns its path. */
+/** Saves a screenshot under test-output/ (transitions finished) and returns its path. */
 export async function screenshot(page: Page, name: string): Promise<string> {
   await Deno.mkdir(TEST_OUTPUT_DIR, { recursive: true });
   const path = new URL(name, TEST_OUTPUT_DIR).pathname;
-  await page.screenshot({ path, fullPage: false });
+  await page.screenshot({ path, fullPage: false, animations: "disabled" });
   return path;
+}
+
+/** Options of {@link tabTo}. */
+export interface TabToOptions {
+  /** Shift+Tab instead of Tab. */
+  readonly backwards?: boolean;
+  /** Give up after this many presses. @default 40 */
+  readonly maxPresses?: number;
+}
+
+/**
+ * Moves the focus with the Tab key alone until the element matching `selector` has it, as a
+ * keyboard user would.
+ *
+ * @returns How many presses it took.
+ * @throws {Error} When it is not reached within `maxPresses` (it is not in the focus order).
+ */
+export async function tabTo(
+  page: Page,
+  selector: string,
+  options: TabToOptions = {},
+): Promise<number> {
+  const max = options.maxPresses ?? 40;
+  const target = page.locator(`${selector}:focus`);
+  for (let presses = 0; presses <= max; presses++) {
+    if (await target.count() > 0) return presses;
+    await page.keyboard.press(options.backwards ? "Shift+Tab" : "Tab");
+  }
+  throw new Error(`${selector} was not reached with ${max} presses of Tab`);
+}
+
+/** The focused element's outline (style and width), to check that the focus can be seen. */
+export async function focusOutline(page: Page): Promise<{ style: string; width: number }> {
+  return await page.evaluate(`(() => {
+    const style = getComputedStyle(document.activeElement);
+    return { style: style.outlineStyle, width: parseFloat(style.outlineWidth) };
+  })()`) as { style: string; width: number };
 }

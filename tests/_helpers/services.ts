@@ -8,13 +8,13 @@
 import postgres from "postgres";
 import { Redis } from "ioredis";
 
-/** The PostgreSQL server the tests use (SPEC §8 default). */
+/** The PostgreSQL server the tests use (the default README.md#tests names). */
 export function testDatabaseUrl(): string {
   return Deno.env.get("TEST_DATABASE_URL") ??
     "postgres://postgres:postgres@127.0.0.1:5432/postgres";
 }
 
-/** The Redis server the tests use (SPEC §8 default). */
+/** The Redis server the tests use (the default README.md#tests names). */
 export function testRedisUrl(): string {
   return Deno.env.get("TEST_REDIS_URL") ?? "redis://127.0.0.1:6379";
 }

@@ -1,5 +1,5 @@
 /**
- * agentsocket as the benchmark runs it: the same `loadConfig()` → `buildServer()` →
+ * agentsocket as the benchmark runs it: the same `loadEnvConfig()` → `buildServer()` →
  * `keepListening()` wiring as `main.ts`, plus two bench-only routes answered here, in front of the
  * server, to loopback clients only: `/__bench/gc` (a forced full GC, then memory figures; needs
  * `--v8-flags=--expose-gc`) and `/__bench/stats`. No production file knows about them.
@@ -12,14 +12,14 @@
 import { systemClock } from "../../src/_util/clock.ts";
 import { createLogger } from "../../src/_util/log.ts";
 import { MemoryEngine } from "../../src/bus/memory_engine.ts";
-import { loadConfig } from "../../src/config/mod.ts";
+import { loadEnvConfig } from "../../src/config/mod.ts";
 import { buildServer } from "../../src/server/build_server.ts";
 import { keepListening } from "../../src/server/keep_listening.ts";
 import { BENCH_ROUTES, collectAll, heapSpaces } from "./_load_protocol.ts";
 import type { BenchStats, GcFunction } from "./_load_protocol.ts";
 
 async function main(): Promise<number> {
-  const config = loadConfig();
+  const config = loadEnvConfig();
   const log = createLogger(config.logLevel);
   const engine = config.redisUrl
     ? undefined

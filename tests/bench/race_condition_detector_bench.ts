@@ -1,6 +1,6 @@
 /**
- * `RaceConditionDetector` per check (target ≤ 100 ns): the checks every send and every inbound
- * frame pass. Run by `deno task bench` (micro) or `deno bench tests/bench/`.
+ * `RaceConditionDetector` per check (target ≤ 100 ns): the checks every send and every close
+ * pass. Run by `deno task bench` (micro) or `deno bench tests/bench/`.
  *
  * @module
  */
@@ -24,8 +24,8 @@ Deno.bench("RaceConditionDetector.checkSend() peer closed: drop", { group: "dete
   sink = detector.checkSend("processing_ready", SocketReadyState.Closing, event);
 });
 
-Deno.bench("RaceConditionDetector.checkInbound()", { group: "detector" }, () => {
-  sink = detector.checkInbound("processing_ready");
+Deno.bench("RaceConditionDetector.checkClose() open socket", { group: "detector" }, () => {
+  sink = detector.checkClose(SocketReadyState.Open);
 });
 
 Deno.bench("RaceConditionDetector.checkSend() violation, counted", { group: "detector" }, () => {

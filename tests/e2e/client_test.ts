@@ -12,6 +12,8 @@ import {
   AgentSocketClient,
   ClientClosedError,
   connect,
+  FrameTooLargeError,
+  HistoryRequestError,
   RunFailedError,
   RunLostError,
 } from "../../src/client/mod.ts";
@@ -268,6 +270,12 @@ Deno.test("connect() queues a chat sent before ready and follows its run to the 
   assertOneRun(events);
   assert.match(await run.reply, /42/);
   assert.equal(run.state, "completed");
+  // The demo agent does not stream: its whole reply is one piece, from the terminal event.
+  const pieces = await Array.fromAsync(run.pieces());
+  assert.equal(pieces.filter((p) => p.kind === "text").map((p) => p.text).join(""), run.text);
+  assert.equal(run.text, await run.reply);
+  assert.deepEqual(run.steps.map((s) => s.kind), ["thinking", "tool"]);
+  assert.deepEqual(run.toolCalls.map((c) => [c.tool, c.status]), [["calculator", "completed"]]);
   assert.deepEqual(states, ["connecting", "ready"]);
   assert.equal(client.userId, "alice");
   const history = await client.listMessages(run.threadId!);
@@ -279,6 +287,71 @@ Deno.test("connect() queues a chat sent before ready and follows its run to the 
   await client.close();
   assert.equal(client.state, "closed");
   assert.throws(() => client.chat("late"), ClientClosedError);
+});
+
+Deno.test("a chat over the frame limit is refused locally, and the connection stays usable", async () => {
+  await using server = await InProcessServer.start();
+  const client = clientFor(server.wsUrl, { token: await server.token("olga") });
+  await within(client.ready, "ready");
+  assert.throws(() => client.chat("x".repeat(70_000)), (error: FrameTooLargeError) => {
+    assert.equal(error.code, "frame_too_large");
+    assert.equal(error.limit, 65_536);
+    return true;
+  });
+  // Nothing was sent, so the server did not close 1009: the next chat goes through at once.
+  const run = client.chat("what is 6*7");
+  assert.match(await within(run.reply, "the reply"), /42/);
+  assert.equal(client.state, "ready");
+  await client.close();
+});
+
+Deno.test("ChatRun.approve() answers a tool's approval request, and the run goes on", async () => {
+  await using server = await InProcessServer.start({ TOOLS_REQUIRE_APPROVAL: "calculator" });
+  const client = clientFor(server.wsUrl, { token: await server.token("quinn") });
+  const pending = nextEvent(client, "approvals", (list) => list.length > 0);
+  const run = client.chat("what is 6*7");
+  const [approval] = await pending;
+  assert.equal(approval.run, run);
+  assert.equal(approval.tool, "calculator");
+  assert.deepEqual(run.toolCalls.map((c) => c.status), ["awaiting_approval"]);
+  const decided = await within(run.approve(approval.toolCallId, true), "the decision");
+  assert.deepEqual(decided, { approved: true, by: "user" });
+  assert.match(await within(run.reply, "the reply"), /42/);
+  assert.deepEqual(run.toolCalls.map((c) => [c.status, c.approval?.resolution?.approved]), [[
+    "completed",
+    true,
+  ]]);
+  assert.deepEqual(client.pendingApprovals, []);
+  await client.close();
+});
+
+Deno.test("the thread helpers list, open, rename and delete the caller's threads", async () => {
+  await using server = await InProcessServer.start();
+  const client = clientFor(server.wsUrl, { token: await server.token("petra") });
+  const run = client.chat("what is 6*7");
+  await within(run.reply, "the reply");
+  const threadId = run.threadId!;
+  const conversation = await client.openThread(threadId);
+  assert.deepEqual(conversation.turns.map((t) => [t.userText, t.status]), [[
+    "what is 6*7",
+    "completed",
+  ]]);
+  assert.match(conversation.turns[0].reply ?? "", /42/);
+  conversation.dispose();
+  const renamed = await client.renameThread(threadId, "Sums");
+  assert.equal(renamed.title, "Sums");
+  assert.deepEqual((await client.listThreads()).items.map((t) => [t.id, t.title]), [[
+    threadId,
+    "Sums",
+  ]]);
+  await client.deleteThread(threadId);
+  assert.deepEqual((await client.listThreads()).items, []);
+  assert.equal(await client.listMessages(threadId), null);
+  await assert.rejects(
+    () => client.renameThread(threadId, "gone"),
+    (error: HistoryRequestError) => error.status === 404,
+  );
+  await client.close();
 });
 
 Deno.test("the client backs off exponentially, with jitter, while the server is unreachable", async () => {
@@ -499,7 +572,7 @@ Deno.test("a client that connects mid-run follows the active run from its agent_
   assert.equal(ready.resumed, false);
   assert.deepEqual(ready.activeRuns.map((r) => r.runId), [started.runId]);
   assert.equal(run.local, false);
-  assert.equal(run.text, "what is 6*7");
+  assert.equal(run.userText, "what is 6*7");
   assert.match(await within(run.reply, "the reply"), /42/);
   assertOneRun(run.events);
   assert.equal(late.lastSeq, 5);

@@ -1,5 +1,5 @@
 /**
- * The golden path of SPEC §3–4 against `deno run main.ts` on embedded defaults (memory store
+ * The golden path (docs/protocol.md#after-ready, #run-events) against `deno run main.ts` on embedded defaults (memory store
  * and engine), with real WebSocket clients over TCP.
  */
 import assert from "node:assert/strict";

@@ -1,5 +1,5 @@
 /**
- * What the server answers before and around an upgrade (SPEC §1–3): subprotocol selection in
+ * What the server answers before and around an upgrade (docs/protocol.md#handshake, README.md#configuration): subprotocol selection in
  * both comma spellings, 400/401/403 before any upgrade, dev tokens only in development and only
  * to loopback, health, metrics, and a bad configuration stopping start-up with one line.
  */

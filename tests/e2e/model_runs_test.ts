@@ -267,3 +267,65 @@ Deno.test("AGENT=llm: the provider key never reaches a frame, a log line or /met
   assert.equal(everything.includes(key), false, "the key leaked");
   assert.equal(everything.includes(key.slice(7, 20)), false, "part of the key leaked");
 });
+
+Deno.test("DELETE /api/threads/:id cancels a streaming run, and its events are never replayed", async () => {
+  await using services = await createServiceEnv();
+  await using model = startFakeOpenAiServer();
+  const hold = new Gate();
+  model.reply(stream().text("Secret ", "draft").gate(hold).text(" never"));
+  await using server = await startServer({ env: { ...services.env, ...llmEnv(model) } });
+  const client = await connect(server);
+  const ready = client.frames[0] as { epoch: string };
+  client.send({ type: "chat", id: "c1", text: "write a draft" });
+  const ack = await client.nextOf("ack");
+  await hold.reached;
+  await client.eventsUntil((e) => e.name === "agent_delta");
+  const token = await server.devToken("alice");
+  const deleted = await fetch(`${server.url}/api/threads/${ack.threadId}`, {
+    method: "DELETE",
+    headers: { authorization: `Bearer ${token}` },
+  });
+  assert.equal(deleted.status, 204);
+  await model.requests[0].aborted; // the run was cancelled, its model request aborted
+  hold.release();
+  const gone = await fetch(`${server.url}/api/threads/${ack.threadId}/messages`, {
+    headers: { authorization: `Bearer ${token}` },
+  });
+  assert.equal(gone.status, 404);
+  await gone.body?.cancel();
+  // A client resuming from before the run replays nothing of the deleted thread.
+  const fresh = TestClient.open(server.wsUrl);
+  const again = await fresh.hello(token, { epoch: ready.epoch, after: 0 });
+  assert.equal(again.resumed, true);
+  assert.deepEqual(again.activeRuns, []);
+  const replay = await fresh.sync();
+  assert.deepEqual(replay.filter((f) => f.type === "event"), [], "nothing of it replayed");
+  await fresh.close();
+  await client.close();
+});
+
+Deno.test("MAX_ACTIVE_RUNS_PER_USER counts a user's runs across two instances", async () => {
+  await using services = await createServiceEnv();
+  await using model = startFakeOpenAiServer();
+  const hold = new Gate();
+  model.fallback(stream().text("busy").gate(hold).text(" done"));
+  const env = { ...services.env, ...llmEnv(model), MAX_ACTIVE_RUNS_PER_USER: "2" };
+  await using a = await startServer({ env });
+  await using b = await startServer({ env });
+  const onA = await connect(a);
+  const onB = await connect(b);
+  onA.send({ type: "chat", id: "c1", text: "one" });
+  await onA.nextOf("ack");
+  onB.send({ type: "chat", id: "c2", text: "two" });
+  await onB.nextOf("ack");
+  onA.send({ type: "chat", id: "c3", text: "three" });
+  const refused = await onA.nextOf("error");
+  assert.deepEqual([refused.code, refused.ref], ["too_many_runs", "c3"]);
+  hold.release();
+  await onA.eventsUntil((e) => e.name === "agent_completed");
+  await onA.eventsUntil((e) => e.name === "agent_completed");
+  onA.send({ type: "chat", id: "c3", text: "three" });
+  assert.equal((await onA.nextOf("ack")).id, "c3", "a refused chat stored nothing: its id is free");
+  await onA.close();
+  await onB.close();
+});

@@ -12,8 +12,13 @@ import { TestClient } from "../_helpers/test_client.ts";
 raceTest("race suite 3: chats sent before ready are all answered, in order", async ({ start }) => {
   // Verification and subscription both stretched: a naive server that waits only for the
   // principal still handles the chats well before `ready`.
+  // Ten runs of one user may be in flight at once: the limit must not refuse any of them.
   const server = await start({
-    env: { TEST_DELAY_VERIFY_MS: "300", TEST_DELAY_SUBSCRIBE_MS: "1000" },
+    env: {
+      TEST_DELAY_VERIFY_MS: "300",
+      TEST_DELAY_SUBSCRIBE_MS: "1000",
+      MAX_ACTIVE_RUNS_PER_USER: "10",
+    },
   });
   const client = TestClient.open(server.wsUrl);
   await client.opened;

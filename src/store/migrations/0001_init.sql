@@ -1,4 +1,4 @@
--- agentsocket schema, version 1 (SPEC §5). Applied by src/store/migrate.ts inside one
+-- agentsocket schema, version 1. Applied by src/store/migrate.ts inside one
 -- transaction under an advisory lock; recorded in schema_migrations.
 --
 -- Time values (created_at, lease_until, expires_at, ...) are written by the store from its
@@ -58,7 +58,7 @@ CREATE TABLE messages (
 CREATE INDEX messages_thread_position ON messages (thread_id, position DESC);
 CREATE UNIQUE INDEX messages_one_per_run_role ON messages (run_id, role);
 
--- Chat idempotency keys, per user (SPEC §3). A row whose expires_at has passed is free: the
+-- Chat idempotency keys, per user (docs/protocol.md#idempotency). A row whose expires_at has passed is free: the
 -- next chat with that id replaces it. The run is inserted after the key within the same
 -- transaction, hence the deferred foreign key.
 CREATE TABLE chat_keys (

@@ -3,7 +3,7 @@
 -- From this version on, every time value (created_at, updated_at, finished_at, lease_until,
 -- expires_at) is written and compared with the DATABASE's clock (now(), clock_timestamp()),
 -- never an instance's: with several instances, only one clock decides whether a lease has
--- ended (SPEC §7). This supersedes the note at the top of 0001_init.sql. Rows written by
+-- ended (docs/protocol.md#run-events). This supersedes the note at the top of 0001_init.sql. Rows written by
 -- older instances keep their values; they were meant as the same instants.
 
 -- The periodic sweep deletes expired chat ids (PostgresStore.claimOrphanedRuns) in

@@ -11,7 +11,7 @@ const REPO_ROOT = new URL("../../../", import.meta.url).pathname;
 const DENO = Deno.execPath(); // absolute: the tests empty PATH
 const RUN_TIMEOUT_MS = 90_000;
 
-// As tests/_helpers/services.ts reads them (SPEC §8 defaults).
+// As tests/_helpers/services.ts reads them (the defaults README.md#tests names).
 const testDatabaseUrl = () => Deno.env.get("TEST_DATABASE_URL") || DEFAULT_TEST_DATABASE_URL;
 const testRedisUrl = () => Deno.env.get("TEST_REDIS_URL") || DEFAULT_TEST_REDIS_URL;
 

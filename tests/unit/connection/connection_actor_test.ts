@@ -104,6 +104,15 @@ Deno.test("ConnectionActor closes 4401 for a missing, invalid, expired or incons
   });
 });
 
+Deno.test("ConnectionActor tells the client the largest frame it accepts in ready", async () => {
+  const h = actorHarness({ limits: { maxFrameBytes: 4096 } });
+  h.open();
+  h.send({ type: "hello", token: await h.token() });
+  const ready = await h.socket.nextSent();
+  assert.equal(ready.type === "ready" && ready.maxFrameBytes, 4096);
+  await h.dispose();
+});
+
 Deno.test("ConnectionActor accepts a token from the header or the subprotocol alone", async () => {
   const h = actorHarness({
     headerPrincipal: { userId: "carol", exp: Math.floor(Date.now() / 1000) + 3600 },
@@ -207,6 +216,49 @@ Deno.test("ConnectionActor closes 1009 on a frame larger than the limit", async 
   const h = await readyHarness();
   h.send(JSON.stringify({ type: "chat", id: "c", text: "é".repeat(40_000) }));
   await closedWith(h, 1009);
+  await h.dispose();
+});
+
+Deno.test("ConnectionActor lingers before a close while the peer is still sending, so its code arrives", async (t) => {
+  const h = await readyHarness({ limits: { closeLingerMs: 100, closeLingerMaxMs: 1000 } });
+  await t.step("an oversized frame decides the close but sends no close frame yet", () => {
+    h.send(JSON.stringify({ type: "chat", id: "c", text: "x".repeat(70_000) }));
+    assert.equal(h.actor.state, "closing");
+    assert.equal(h.socket.closed, undefined);
+  });
+  await t.step("frames still arriving are read, not handled, and push the close back", () => {
+    h.clock.advance(90);
+    h.send({ type: "ping" });
+    h.clock.advance(90);
+    assert.equal(h.socket.closed, undefined, "the peer sent 90 ms ago");
+    assert.deepEqual(h.socket.unread(), [], "no pong: nothing is handled while closing");
+  });
+  await t.step("once the peer is quiet, the close frame goes out with its code", async () => {
+    h.clock.advance(10);
+    await closedWith(h, 1009);
+    assert.equal(h.detector.total(), 0, "frames that crossed our close are not a race");
+  });
+  await h.dispose();
+});
+
+Deno.test("ConnectionActor lingers at most closeLingerMaxMs for a peer that never goes quiet", async () => {
+  const h = await readyHarness({ limits: { closeLingerMs: 100, closeLingerMaxMs: 300 } });
+  h.send(JSON.stringify({ type: "chat", id: "c", text: "x".repeat(70_000) }));
+  for (let i = 0; i < 5; i++) {
+    h.clock.advance(50);
+    h.send({ type: "ping" });
+  }
+  assert.equal(h.socket.closed, undefined);
+  h.clock.advance(50);
+  await closedWith(h, 1009);
+  await h.dispose();
+});
+
+Deno.test("ConnectionActor closes at once when the peer has been quiet", async () => {
+  const h = await readyHarness({ limits: { closeLingerMs: 100, closeLingerMaxMs: 1000 } });
+  h.clock.advance(100);
+  h.actor.close(1012, "Server restarting");
+  await closedWith(h, 1012);
   await h.dispose();
 });
 
@@ -406,6 +458,6 @@ Deno.test("ConnectionActor fills a gap in live delivery from the log", async (t)
   };
   await t.step("passes with every guard on", () => scenario({}));
   await t.step("fails without dedupe_by_seq (no gap detection)", async () => {
-    await assert.rejects(() => scenario({ guards: { dedupeBySeq: false } }), assert.AssertionError);
+    await assert.rejects(() => scenario({ guardsOff: ["dedupe_by_seq"] }), assert.AssertionError);
   });
 });
