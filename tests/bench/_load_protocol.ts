@@ -100,6 +100,15 @@ export interface StreamConfig extends LoadCommon {
    * server (and model server) that has nothing else to do.
    */
   readonly sequential: boolean;
+  /**
+   * Runs started late, through agentsocket, one after another (each once the one before got its
+   * first piece, and a pause), from the moment every run started at once has its first piece
+   * until they end: the first piece's latency while the server streams, without the burst of
+   * starts. Their pieces count with the others'.
+   */
+  readonly lateRuns: number;
+  /** The pause between two late runs, ms. */
+  readonly lateGapMs: number;
   /** The processes whose CPU time is read around the runs (the server's first). */
   readonly probes: readonly CpuProbe[];
 }
@@ -217,7 +226,7 @@ export interface ClockCheck {
 export interface StreamResult {
   readonly mode: "stream";
   readonly via: StreamVia;
-  /** Runs started (chats sent, or requests made). */
+  /** Runs started (chats sent, or requests made), late runs included. */
   readonly runs: number;
   /** Runs that did not end well (no `agent_completed` / no `[DONE]`, or failed to connect). */
   readonly failedRuns: number;
@@ -241,6 +250,8 @@ export interface StreamResult {
   readonly firstPieceLatency: Summary;
   /** Every run's first-piece latency, in run order (NaN: none arrived), for pooling repeats. */
   readonly firstPieceSamples: readonly number[];
+  /** The late runs' first-piece latencies (see {@link StreamConfig.lateRuns}). */
+  readonly lateFirstPieceSamples: readonly number[];
   /** Per run: `agent_delta` events a second, over the run (first to last event's `ts`). */
   readonly deltaRate: Summary;
   /** The most `agent_delta` events of one run within any 1,000 ms of their `ts`, over all runs. */

@@ -75,7 +75,13 @@ async function within<T>(promise: Promise<T>, ms: number, fallback: T): Promise<
 export async function streamRun(
   ws: WebSocket,
   closed: Promise<CloseEvent>,
-  options: { readonly id: string; readonly pieces: number; readonly timeoutMs: number },
+  options: {
+    readonly id: string;
+    readonly pieces: number;
+    readonly timeoutMs: number;
+    /** Told when the first `agent_delta` arrived, or the run ended without one. */
+    readonly onFirstPiece?: () => void;
+  },
 ): Promise<StreamRunOutcome> {
   const texts: string[] = [];
   const times: number[] = [];
@@ -98,7 +104,10 @@ export async function streamRun(
     const event = JSON.parse(data) as { name: string; data: Record<string, unknown>; ts: string };
     if (event.name === "agent_delta") {
       const text = String(event.data.text);
-      if (texts.length === 0) firstPieceMs = received - (parseStamp(text) ?? NaN);
+      if (texts.length === 0) {
+        firstPieceMs = received - (parseStamp(text) ?? NaN);
+        options.onFirstPiece?.();
+      }
       texts.push(text);
       times.push(Date.parse(event.ts));
     } else if (TERMINAL.has(event.name)) {
@@ -112,6 +121,7 @@ export async function streamRun(
   ws.send(JSON.stringify({ type: "chat", id: options.id, text: "benchmark message" }));
   const failure = await within(done.promise, options.timeoutMs, "timeout");
   ws.onmessage = null;
+  if (texts.length === 0) options.onFirstPiece?.();
 
   const text = texts.join("");
   const stamp = /^\[t=[\d.]+\] /.exec(text)?.[0];

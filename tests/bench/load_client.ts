@@ -401,10 +401,12 @@ async function churn(config: ChurnConfig): Promise<ChurnResult> {
 
 async function stream(config: StreamConfig): Promise<StreamResult> {
   const clock = await streamClock(config.modelUrl);
+  const viaAgentsocket = config.via === "agentsocket";
+  const late = viaAgentsocket && !config.sequential ? config.lateRuns : 0;
   let connections: Connected[] = [];
   const failures: FailureCounts = {};
-  if (config.via === "agentsocket") {
-    const hellos = await hellosOf(config);
+  if (viaAgentsocket) {
+    const hellos = await hellosOf({ ...config, count: config.count + late });
     const outcomes = await pool(
       hellos.length,
       config.concurrency,
@@ -417,30 +419,58 @@ async function stream(config: StreamConfig): Promise<StreamResult> {
   const load0 = cpuMs("self");
   const probes0 = readProbes(config.probes);
   const t0 = performance.now();
-  const runOne = (i: number): Promise<StreamRunOutcome> =>
-    config.via === "agentsocket"
+  const runOne = (i: number, onFirstPiece?: () => void): Promise<StreamRunOutcome> =>
+    viaAgentsocket
       ? streamRun(connections[i].ws, connections[i].closed, {
         id: `stream-${config.firstUser + i}`,
         pieces: config.pieces,
         timeoutMs: config.timeoutMs,
+        onFirstPiece,
       })
       : streamDirect(config.modelUrl, { pieces: config.pieces, timeoutMs: config.timeoutMs });
-  const count = config.via === "agentsocket" ? connections.length : config.count;
+  const count = viaAgentsocket ? Math.min(config.count, connections.length) : config.count;
+  const lateCount = viaAgentsocket ? connections.length - count : 0;
   const outcomes: StreamRunOutcome[] = [];
+  const lateOutcomes: StreamRunOutcome[] = [];
   if (config.sequential) {
     for (let i = 0; i < count; i++) outcomes.push(await runOne(i));
   } else {
-    outcomes.push(...await Promise.all(Array.from({ length: count }, (_, i) => runOne(i))));
+    let waiting = count;
+    const allStarted = Promise.withResolvers<void>();
+    if (count === 0) allStarted.resolve();
+    const started = () => {
+      if (--waiting === 0) allStarted.resolve();
+    };
+    let mainEnded = false;
+    const main = Promise.all(
+      Array.from({ length: count }, (_, i) => runOne(i, once(started))),
+    ).finally(() => mainEnded = true);
+    const lateRuns = (async () => {
+      await Promise.race([allStarted.promise, main]);
+      const runs: Promise<StreamRunOutcome>[] = [];
+      for (let j = 0; j < lateCount && !mainEnded; j++) {
+        const first = Promise.withResolvers<void>();
+        const run = runOne(count + j, first.resolve);
+        runs.push(run);
+        await Promise.race([first.promise, run]);
+        await new Promise((resolve) => setTimeout(resolve, config.lateGapMs));
+      }
+      return await Promise.all(runs);
+    })();
+    outcomes.push(...await main);
+    lateOutcomes.push(...await lateRuns);
   }
   const probes = probeDelta(probes0, readProbes(config.probes));
   const loadCpuMs = cpuMs("self") - load0;
   await closeAll(connections, config.timeoutMs);
 
-  const ended = outcomes.map((o) => o.endedAt).filter((t) => Number.isFinite(t));
+  const ended = [...outcomes, ...lateOutcomes].map((o) => o.endedAt).filter((t) =>
+    Number.isFinite(t)
+  );
   const wallMs = (ended.length > 0 ? Math.max(...ended) : performance.now()) - t0;
   const mismatches: string[] = [];
   let pieces = 0, events = 0, deltaEvents = 0, bytes = 0, textExact = 0, failed = 0;
-  for (const o of outcomes) {
+  for (const o of [...outcomes, ...lateOutcomes]) {
     pieces += o.pieces;
     events += o.events;
     deltaEvents += o.deltaEvents;
@@ -453,11 +483,12 @@ async function stream(config: StreamConfig): Promise<StreamResult> {
     else if (mismatches.length < 3) mismatches.push(o.textMismatch);
   }
   const perSecond = (n: number) => wallMs > 0 ? n / (wallMs / 1000) : NaN;
-  const notConnected = config.count - outcomes.length;
+  // Late runs not started because the others had ended are no failures.
+  const notConnected = viaAgentsocket ? config.count + late - connections.length : 0;
   return {
     mode: "stream",
     via: config.via,
-    runs: config.count,
+    runs: outcomes.length + lateOutcomes.length,
     failedRuns: failed + notConnected,
     failures,
     pieces,
@@ -471,18 +502,35 @@ async function stream(config: StreamConfig): Promise<StreamResult> {
     firstPieceLatency: summarize(
       outcomes.map((o) => o.firstPieceMs).filter((ms) => Number.isFinite(ms)),
       {
-        failures: outcomes.filter((o) => !Number.isFinite(o.firstPieceMs)).length + notConnected,
+        failures: outcomes.filter((o) => !Number.isFinite(o.firstPieceMs)).length +
+          config.count - count,
         worst: config.timeoutMs,
       },
     ),
     firstPieceSamples: outcomes.map((o) => o.firstPieceMs),
-    deltaRate: summarize(outcomes.map((o) => o.deltaRate).filter((r) => Number.isFinite(r))),
-    deltaBusiestSecond: Math.max(0, ...outcomes.map((o) => o.deltaBusiestSecond)),
+    lateFirstPieceSamples: lateOutcomes.map((o) => o.firstPieceMs),
+    deltaRate: summarize(
+      [...outcomes, ...lateOutcomes].map((o) => o.deltaRate).filter((r) => Number.isFinite(r)),
+    ),
+    deltaBusiestSecond: Math.max(
+      0,
+      ...[...outcomes, ...lateOutcomes].map((o) => o.deltaBusiestSecond),
+    ),
     textExact,
     textMismatches: mismatches,
     clock,
     cpuMs: probes,
     loadCpuMs,
+  };
+}
+
+/** `fn`, callable once: later calls do nothing. */
+function once(fn: () => void): () => void {
+  let called = false;
+  return () => {
+    if (called) return;
+    called = true;
+    fn();
   };
 }
 

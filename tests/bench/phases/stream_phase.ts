@@ -16,10 +16,16 @@
  * (the exchange with the shortest round trip; the offset is known to ± half that round trip),
  * and the phase reports that check beside the latency instead of assuming it.
  *
+ * The first piece's latency is taken three ways, since on one process the runs share a core:
+ * all runs started at once (the burst of starts queues every run's setup behind the others'),
+ * runs started one by one while the others stream (the queue of every streaming run's pieces, no
+ * burst), and one run at a time (an idle server: what the path itself costs).
+ *
  * Each repeat also reads the same number of replies straight from the model server (`direct`),
- * one hop fewer and no agentsocket: the floor of the measurement chain (the model server's own
- * delay in writing, one loopback HTTP hop, the client's reading), and how fast the model server
- * and the load generator go on their own.
+ * one hop fewer and no agentsocket: one at a time, the floor of the measurement chain (the model
+ * server's own delay in writing, one loopback HTTP hop, the client's reading); all at once, how
+ * fast the model server and a bare reader go (the load generator then reads every piece itself,
+ * so its latency is its own saturation and is left out of the table).
  *
  * @module
  */
@@ -54,6 +60,9 @@ export interface StreamSizes {
   readonly concurrency: number;
   /** Runs one at a time, per repeat, for the first piece's latency of an idle server. */
   readonly serialRuns: number;
+  /** Runs started one by one while the concurrent ones stream, per repeat, and their gap. */
+  readonly lateRuns: number;
+  readonly lateGapMs: number;
   /** Repeats of each measurement: `--runs`, at most 3 in the full mode (a repeat takes minutes). */
   readonly repeats: number;
   /** How long the load generator waits for one run to end, ms: at least 1 ms per piece. */
@@ -81,6 +90,8 @@ export function streamSizes(context: PhaseContext): StreamSizes {
     flushMs: integerFlag(context, "stream-flush-ms", 40, 0),
     concurrency: 100,
     serialRuns: quick ? 5 : 20,
+    lateRuns: quick ? 3 : 10,
+    lateGapMs: 250,
     repeats: quick ? context.settings.runs : Math.min(context.settings.runs, 3),
     // A slow server (or a busy machine) is measured, not failed: allow 1 ms per piece.
     runTimeoutMs: Math.max(context.settings.timeoutMs * 4, runs * pieces),
@@ -95,8 +106,8 @@ export function deltaBound(flushMs: number): number {
 /** A stream run without its text mismatch samples (kept once per phase). */
 type StreamRun = Omit<StreamResult, "textMismatches">;
 
-/** How runs were started: all at once, or one after another. */
-type Pace = "concurrent" | "serial";
+/** How runs were started: all at once, one after another, or one by one while others stream. */
+type Pace = "concurrent" | "late" | "serial";
 
 /** Per-piece CPU (µs) of every measured process, and agentsocket with its services. */
 interface CpuPerPiece {
@@ -156,17 +167,23 @@ export interface StreamPhaseResult {
 }
 
 /** The median of several runs (its latency is per-repeat: the pooled one is in the result). */
-type MedianRun = Omit<StreamRun, "firstPieceSamples"> & { cpuPerPieceUs: CpuPerPiece };
+type MedianRun =
+  & Omit<StreamRun, "firstPieceSamples" | "lateFirstPieceSamples">
+  & { cpuPerPieceUs: CpuPerPiece };
 
 function median(runs: readonly StreamRun[]): MedianRun {
-  const { firstPieceSamples: _samples, ...rest } = medianOfRuns(runs);
+  const { firstPieceSamples: _s, lateFirstPieceSamples: _l, ...rest } = medianOfRuns(runs);
   return { ...rest, cpuPerPieceUs: medianOfRuns(runs.map(cpuPerPiece)) };
 }
 
 /** The latency of every run of several repeats, pooled (a run without a first piece counts as
  * the time limit). */
-function pooledLatency(runs: readonly StreamRun[], worst: number): Summary {
-  const samples = runs.flatMap((r) => r.firstPieceSamples);
+function pooledLatency(
+  runs: readonly StreamRun[],
+  worst: number,
+  late = false,
+): Summary {
+  const samples = runs.flatMap((r) => late ? r.lateFirstPieceSamples : r.firstPieceSamples);
   const ok = samples.filter((ms) => Number.isFinite(ms));
   return summarize(ok, { failures: samples.length - ok.length, worst });
 }
@@ -209,7 +226,8 @@ function rows(context: PhaseContext, p: StreamPhaseResult): Row[] {
   const latency = (pace: Pace, label: string): Row[] => {
     const la = p.latency[pace].agentsocket;
     // All at once, the direct path's figure is the load generator's own saturation (it reads
-    // every piece itself), no floor for agentsocket's: shown in the JSON only.
+    // every piece itself), no floor for agentsocket's: shown in the JSON only. Late runs go
+    // through agentsocket only.
     const ld = pace === "serial"
       ? p.latency[pace].direct
       : { ...p.latency[pace].direct, p50: NaN, p99: NaN };
@@ -235,6 +253,7 @@ function rows(context: PhaseContext, p: StreamPhaseResult): Row[] {
       met: p.deltaBusiestSecond <= p.deltaBound,
     }),
     ...latency("concurrent", `${p.sizes.runs} runs at once`),
+    ...latency("late", `a run started while they stream (${p.latency.late.agentsocket.n} runs)`),
     ...latency("serial", "one run at a time"),
     one("clock check: worst |model − client| offset (ms)", p.clock.worstOffsetMs, {
       target: `each ≤ ½ its RTT (≤ ${fmt(p.clock.worstHalfRttMs, 3)})`,
@@ -273,25 +292,27 @@ function rows(context: PhaseContext, p: StreamPhaseResult): Row[] {
   return out;
 }
 
-/** The README's line for this engine. */
+/** The README's table for this engine (one line; the header repeats per engine). */
 function markdown(context: PhaseContext, p: StreamPhaseResult): string {
   const a = p.median.agentsocket;
   const cpu = a.cpuPerPieceUs;
-  const services = cpu.redis !== undefined || cpu.postgres !== undefined;
+  const latency = (pace: Pace) => {
+    const l = p.latency[pace].agentsocket;
+    return `${fmt(l.p50, 1)} / ${fmt(l.p99, 1)}`;
+  };
+  const services = cpu.redis !== undefined || cpu.postgres !== undefined
+    ? ` + ${fmt(cpu.redis, 0)} Redis + ${fmt(cpu.postgres, 0)} PostgreSQL`
+    : "";
   return [
-    `| engine | pieces/s in | events/s out | agent_delta/run/s (busiest) | first piece → client p50 / p99 | agentsocket CPU µs/piece | ${
-      services ? "Redis / PostgreSQL CPU µs/piece | " : ""
-    }model server CPU µs/piece | text exact |`,
-    `| --- | ---: | ---: | ---: | ---: | ---: | ${services ? "---: | " : ""}---: | ---: |`,
-    `| ${context.engine!.label} | ${fmt(Math.round(a.piecesPerSecond / 100) * 100)} | ${
+    "| engine | pieces/s in | events/s out | agent_delta per run per s (busiest s) | CPU µs per piece | first piece → client ms, p50 / p99: one run at a time | a run started while the others stream | all runs started at once | data.text exact |",
+    "| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |",
+    `| ${context.engine!.label} | ${fmt(Math.round(a.piecesPerSecond / 10) * 10)} | ${
       fmt(Math.round(a.eventsPerSecond))
     } | ${fmt(a.deltaRate.p50, 1)} (${p.deltaBusiestSecond} ≤ ${p.deltaBound}) | ${
-      fmt(p.latency.concurrent.agentsocket.p50, 1)
-    } / ${fmt(p.latency.concurrent.agentsocket.p99, 1)} ms; one at a time ${
-      fmt(p.latency.serial.agentsocket.p50, 1)
-    } / ${fmt(p.latency.serial.agentsocket.p99, 1)} ms | ${fmt(cpu.server, 1)} | ${
-      services ? `${fmt(cpu.redis, 1)} / ${fmt(cpu.postgres, 1)} | ` : ""
-    }${fmt(cpu.model, 1)} | ${p.textExact.exact}/${p.textExact.of} |`,
+      fmt(cpu.server, 0)
+    } agentsocket${services} (model server ${fmt(cpu.model, 1)}) | ${latency("serial")} | ${
+      latency("late")
+    } | ${latency("concurrent")} | ${p.textExact.exact}/${p.textExact.of} |`,
   ].join("\n");
 }
 
@@ -368,6 +389,8 @@ export const streamPhase: Phase = {
           pieces: sizes.pieces,
           concurrency: sizes.concurrency,
           sequential: pace === "serial",
+          lateRuns: sizes.lateRuns,
+          lateGapMs: sizes.lateGapMs,
           probes,
         }, sizes.runTimeoutMs + timeoutMs * 2);
         user += runs;
@@ -410,6 +433,10 @@ export const streamPhase: Phase = {
           concurrent: {
             agentsocket: pooledLatency(kept.agentsocket, worst),
             direct: pooledLatency(kept.direct, worst),
+          },
+          late: {
+            agentsocket: pooledLatency(kept.agentsocket, worst, true),
+            direct: pooledLatency([], worst, true),
           },
           serial: {
             agentsocket: pooledLatency(keptSerial.agentsocket, worst),
