@@ -129,7 +129,8 @@ export async function streamRun(
   if (terminal === undefined) textMismatch = "no terminal event";
   else if (terminal.text !== text) {
     textMismatch = `${terminal.name} data.text (${String(terminal.text).length} chars) is not ` +
-      `the ${texts.length} agent_delta texts concatenated (${text.length} chars)`;
+      `the ${texts.length} agent_delta texts concatenated (${text.length} chars): ` +
+      divergence(String(terminal.text), text);
   } else if (stamp === undefined) textMismatch = "the first agent_delta has no time stamp";
   else if (text !== stamp + expectedTail(options.pieces)) {
     textMismatch = `the text (${text.length} chars) is not the model's reply ` +
@@ -148,6 +149,16 @@ export async function streamRun(
     deltaBusiestSecond: maxInWindow(times, 1000),
     textMismatch,
   };
+}
+
+/** Where two texts part: the offset and a few characters of each from there. */
+export function divergence(a: string, b: string): string {
+  let at = 0;
+  while (at < a.length && at < b.length && a[at] === b[at]) at++;
+  const from = Math.max(0, at - 12);
+  return `from offset ${at}: ${JSON.stringify(a.slice(from, at + 24))} vs ${
+    JSON.stringify(b.slice(from, at + 24))
+  }`;
 }
 
 /** The SSE form of a text piece's start, as the model server writes it. */

@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { fastStream, startFakeOpenAiServer } from "../_helpers/fake_openai_server.ts";
 import { parseSettings } from "./_settings.ts";
-import { streamDirect } from "./_stream_runs.ts";
+import { divergence, streamDirect } from "./_stream_runs.ts";
 import { maxInWindow, parseStamp, preciseNow, stampPiece, streamTail } from "./_stream_text.ts";
 import { PHASES } from "./phases/mod.ts";
 import type { PhaseContext } from "./phases/mod.ts";
@@ -121,4 +121,9 @@ Deno.test("streamDirect() counts every piece and times the stamped first one", a
   assert.equal((await fetch(`${root}/health/ready`)).status, 200);
   const short = await streamDirect(root, { pieces: 501, timeoutMs: 10_000 });
   assert.match(short.textMismatch ?? "", /500 pieces received of 501/);
+});
+
+Deno.test("divergence() shows where two texts part", () => {
+  assert.equal(divergence("abc", "abc"), 'from offset 3: "abc" vs "abc"');
+  assert.match(divergence("[t=1] w1 w2 w3", "[t=1] w1 w1 w2 w3"), /from offset 10: .* vs .*w1 w1/);
 });
