@@ -202,8 +202,8 @@ export type ControlMessage = {
 
 /** The per-user ordered event log, live fan-out, control channel and connection counting. */
 export interface EventEngine {
-  /** `memory` (one process) or `redis` (shared by every instance). */
-  readonly kind: "memory" | "redis";
+  /** Its name in logs and on `/health/ready` (`memory`, `redis`, ...); `shared` says what matters. */
+  readonly kind: string;
   /** True when other instances see the same log (drain then closes sockets at once). */
   readonly shared: boolean;
 

@@ -64,9 +64,11 @@ export { HistoryRequestError, MAX_TITLE_LENGTH } from "./history.ts";
 export type { HistoryMessage, HistoryPage, PageOptions, ThreadSummary } from "./history.ts";
 export { jwtExpiry } from "./jwt_expiry.ts";
 export { DEFAULT_MAX_FRAME_BYTES, frameBytes } from "./frame_size.ts";
+export { milestoneOf } from "./run_progress.ts";
 export type {
   ApprovalResolution,
   RunEnding,
+  RunMilestone,
   RunPiece,
   RunStep,
   ToolApproval,

@@ -33,6 +33,63 @@ export type RunPiece =
   }
   | { readonly kind: "replace"; readonly text: string; readonly seq?: number };
 
+/**
+ * What a person waits for in a run, as one step a UI can tell them about (a notification, a
+ * screen reader's announcement), or nothing for an event that only adds to the reply. The
+ * client decides this for every event name (see {@link milestoneOf}), so a new event is
+ * decided here, once, and every UI keeps switching over this smaller set.
+ */
+export type RunMilestone =
+  | { readonly kind: "started" }
+  | { readonly kind: "approval_needed"; readonly tool: string }
+  | {
+    readonly kind: "approval_decided";
+    readonly tool: string;
+    readonly approved: boolean;
+    readonly by: ApprovalDecider;
+  }
+  | { readonly kind: "tool_running"; readonly tool: string }
+  | { readonly kind: "tool_failed"; readonly tool: string; readonly error: ErrorInfo }
+  | { readonly kind: "completed" }
+  | { readonly kind: "failed"; readonly error: ErrorInfo }
+  | { readonly kind: "cancelled" };
+
+/**
+ * The milestone one run event marks, or `undefined` for one that only adds to what is shown
+ * (a piece of the reply or of the reasoning, a tool's output).
+ */
+export function milestoneOf(event: RunEvent): RunMilestone | undefined {
+  switch (event.name) {
+    case "agent_started":
+      return { kind: "started" };
+    case "agent_thinking":
+    case "agent_delta":
+      return undefined;
+    case "tool_approval_requested":
+      return { kind: "approval_needed", tool: event.data.tool };
+    case "tool_approval_resolved": {
+      const { tool, approved, by } = event.data;
+      return { kind: "approval_decided", tool, approved, by };
+    }
+    case "tool_executing":
+      return { kind: "tool_running", tool: event.data.tool };
+    case "tool_completed":
+      return event.data.error
+        ? { kind: "tool_failed", tool: event.data.tool, error: event.data.error }
+        : undefined;
+    case "agent_completed":
+      return { kind: "completed" };
+    case "agent_failed":
+      return { kind: "failed", error: event.data.error };
+    case "agent_cancelled":
+      return { kind: "cancelled" };
+    default: {
+      const unknown: never = event;
+      return unknown;
+    }
+  }
+}
+
 /** The one decision on an approval (`tool_approval_resolved`). */
 export interface ApprovalResolution {
   readonly approved: boolean;

@@ -101,19 +101,22 @@ export interface EventData {
 /** A run event name. */
 export type EventName = keyof EventData;
 
+/** Every run event name, once: a name missing here (or one too many) does not compile. */
+const EVENT_NAME_SET = {
+  agent_started: true,
+  agent_thinking: true,
+  agent_delta: true,
+  tool_approval_requested: true,
+  tool_approval_resolved: true,
+  tool_executing: true,
+  tool_completed: true,
+  agent_completed: true,
+  agent_failed: true,
+  agent_cancelled: true,
+} as const satisfies Record<EventName, true>;
+
 /** Every run event name, in the order they can first appear in a run. */
-export const EVENT_NAMES = [
-  "agent_started",
-  "agent_thinking",
-  "agent_delta",
-  "tool_approval_requested",
-  "tool_approval_resolved",
-  "tool_executing",
-  "tool_completed",
-  "agent_completed",
-  "agent_failed",
-  "agent_cancelled",
-] as const satisfies readonly EventName[];
+export const EVENT_NAMES = Object.keys(EVENT_NAME_SET) as EventName[];
 
 /** The names that end a run; exactly one of them is a run's last event. */
 export type TerminalEventName = "agent_completed" | "agent_failed" | "agent_cancelled";

@@ -160,8 +160,8 @@ export interface PageRequest {
 
 /** Threads, messages, runs and idempotency keys, every call scoped to one user. */
 export interface ChatStore {
-  /** `memory` or `postgres`. */
-  readonly kind: "memory" | "postgres";
+  /** Its name in logs and on `/health/ready` (`memory`, `postgres`, ...); any but `memory` is probed. */
+  readonly kind: string;
 
   /**
    * Records a chat: checks, in this order, the idempotency key (24 h: `duplicate` or

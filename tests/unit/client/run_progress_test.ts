@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { RunProgress } from "../../../src/client/run_progress.ts";
+import { milestoneOf, RunProgress } from "../../../src/client/run_progress.ts";
 import { asRunEvent } from "../../../src/protocol/mod.ts";
 import type { EventData, EventName, RunEvent } from "../../../src/protocol/mod.ts";
 import { eventFrame } from "./_fakes.ts";
@@ -158,4 +158,27 @@ Deno.test("RunProgress.end() settles with the stored reply and ignores a second 
   assert.deepEqual(added.map((p) => [p.kind, p.text]), [["text", "tial"]]);
   progress.end({ status: "completed", text: "other" });
   assert.deepEqual(progress.ending, { status: "cancelled", text: "partial" });
+});
+
+Deno.test("milestoneOf() marks what a person waits for, and nothing for a piece or an output", () => {
+  const at = (name: string, data: Record<string, unknown>) =>
+    ({ type: "event", seq: 1, threadId: "t", runId: "r", name, data, ts: "" }) as RunEvent;
+  assert.deepEqual(milestoneOf(at("agent_started", { chatId: "c", text: "hi" })), {
+    kind: "started",
+  });
+  assert.equal(milestoneOf(at("agent_delta", { text: "x" })), undefined);
+  assert.equal(
+    milestoneOf(at("tool_completed", { toolCallId: "1", tool: "t", output: 1 })),
+    undefined,
+  );
+  assert.deepEqual(
+    milestoneOf(
+      at("tool_approval_resolved", { toolCallId: "1", tool: "t", approved: false, by: "timeout" }),
+    ),
+    { kind: "approval_decided", tool: "t", approved: false, by: "timeout" },
+  );
+  assert.deepEqual(
+    milestoneOf(at("agent_failed", { text: "", error: { code: "timeout", message: "m" } })),
+    { kind: "failed", error: { code: "timeout", message: "m" } },
+  );
 });
