@@ -15,6 +15,10 @@
  * const [request] = server.requests;
  * ```
  *
+ * For load, {@link fastStream} answers with a long reply as fast as the connection takes it:
+ * every chunk encoded once, when the reply is made, and written with no await between chunks
+ * beyond the response body's backpressure (the benchmark's model server, `tests/bench/`).
+ *
  * @module
  */
 
@@ -217,8 +221,101 @@ export function httpError(
   return { kind: "http_error", status, headers: options.headers ?? {}, body };
 }
 
+/** Options of {@link fastStream}. */
+export interface FastStreamOptions {
+  /** The reply's text pieces after the first, one `delta.content` chunk each. */
+  readonly pieces: readonly string[];
+  /**
+   * The first piece, made when the answer writes it (the moment it is enqueued to the response
+   * body): a benchmark stamps its time there. Called once per answer.
+   */
+  readonly first: () => string;
+  /** Chunks per write of the response body, the first piece's always alone. @default 1 */
+  readonly chunksPerWrite?: number;
+  /** The model name in every chunk. @default "fake-model" */
+  readonly model?: string;
+}
+
+/**
+ * A long streaming reply for load: like a {@link StreamReply} of text pieces (the role chunk,
+ * one chunk per piece, the finish chunk `stop`, the usage chunk when asked for, `[DONE]`), but
+ * encoded once and written as fast as the client reads. The first piece is made per answer
+ * (see {@link FastStreamOptions.first}); everything after it is the same bytes for every answer.
+ */
+export class FastStreamReply {
+  /** The pieces after the first. */
+  readonly pieces: readonly string[];
+  readonly first: () => string;
+  readonly #model: string;
+  readonly #writes: readonly Uint8Array[];
+  readonly #usage: Uint8Array;
+  readonly #done: Uint8Array;
+
+  constructor(options: FastStreamOptions) {
+    this.pieces = options.pieces;
+    this.first = options.first;
+    this.#model = options.model ?? "fake-model";
+    const perWrite = Math.max(1, Math.floor(options.chunksPerWrite ?? 1));
+    const chunks = [
+      ...options.pieces.map((content) => this.#chunk({ content }, null)),
+      this.#chunk({}, "stop"),
+    ];
+    const writes: Uint8Array[] = [];
+    for (let i = 0; i < chunks.length; i += perWrite) {
+      writes.push(encoder.encode(chunks.slice(i, i + perWrite).join("")));
+    }
+    this.#writes = writes;
+    const pieces = options.pieces.length + 1;
+    this.#usage = encoder.encode(sseData({
+      id: FAST_STREAM_ID,
+      object: "chat.completion.chunk",
+      created: 0,
+      model: this.#model,
+      choices: [],
+      usage: { prompt_tokens: 10, completion_tokens: pieces, total_tokens: 10 + pieces },
+    }));
+    this.#done = encoder.encode("data: [DONE]\n\n");
+  }
+
+  /** The role chunk and the first piece's chunk, as one write: made now. */
+  head(): Uint8Array {
+    return encoder.encode(
+      this.#chunk({ role: "assistant", content: "" }, null) +
+        this.#chunk({ content: this.first() }, null),
+    );
+  }
+
+  /** Everything after the head, write by write (the usage chunk only when asked for). */
+  tail(includeUsage: boolean): readonly Uint8Array[] {
+    return includeUsage
+      ? [...this.#writes, this.#usage, this.#done]
+      : [...this.#writes, this.#done];
+  }
+
+  #chunk(delta: Record<string, unknown>, finishReason: string | null): string {
+    return sseData({
+      id: FAST_STREAM_ID,
+      object: "chat.completion.chunk",
+      created: 0,
+      model: this.#model,
+      choices: [{ index: 0, delta, finish_reason: finishReason }],
+    });
+  }
+}
+
+const FAST_STREAM_ID = "chatcmpl-fast";
+
+function sseData(value: unknown): string {
+  return `data: ${JSON.stringify(value)}\n\n`;
+}
+
+/** Starts a {@link FastStreamReply}. */
+export function fastStream(options: FastStreamOptions): FastStreamReply {
+  return new FastStreamReply(options);
+}
+
 /** A scripted answer to one request. */
-export type Reply = StreamReply | ErrorReply;
+export type Reply = StreamReply | ErrorReply | FastStreamReply;
 
 /** One request the server received. */
 export interface RecordedRequest {
@@ -239,6 +336,17 @@ interface OpenRequest {
   readonly gone: AbortController;
 }
 
+/** Options of {@link startFakeOpenAiServer}. */
+export interface FakeOpenAiServerOptions {
+  /** The port on 127.0.0.1. @default 0 (a free one) */
+  readonly port?: number;
+  /**
+   * Answers to other paths than the chat completions', by path (a benchmark's `/health/ready`);
+   * every other path is 404.
+   */
+  readonly routes?: Readonly<Record<string, (request: Request) => Response | Promise<Response>>>;
+}
+
 /** The running fake server. */
 export class FakeOpenAiServer implements AsyncDisposable {
   /** The API root, `/v1` included, as `LLM_BASE_URL` takes it. */
@@ -253,16 +361,23 @@ export class FakeOpenAiServer implements AsyncDisposable {
   #open = new Set<OpenRequest>();
   #arrivals: { count: number; resolve: () => void }[] = [];
   #server: Deno.HttpServer<Deno.NetAddr>;
+  #routes: NonNullable<FakeOpenAiServerOptions["routes"]>;
 
-  constructor() {
+  constructor(options: FakeOpenAiServerOptions = {}) {
+    this.#routes = options.routes ?? {};
     this.#server = Deno.serve({
       hostname: "127.0.0.1",
-      port: 0,
+      port: options.port ?? 0,
       onListen() {},
       // A scripted cut errors the body stream on purpose; it is no failure of the server.
       onError: () => new Response("fake server error", { status: 500 }),
     }, (request) => this.#handle(request));
     this.baseUrl = `http://127.0.0.1:${this.#server.addr.port}/v1`;
+  }
+
+  /** Answers being written now (streams not yet ended). */
+  get openAnswers(): number {
+    return this.#open.size;
   }
 
   /** Queues replies: each request takes the next one. */
@@ -303,7 +418,10 @@ export class FakeOpenAiServer implements AsyncDisposable {
 
   async #handle(request: Request): Promise<Response> {
     const path = new URL(request.url).pathname;
-    if (path !== "/v1/chat/completions") return new Response("not found", { status: 404 });
+    if (path !== "/v1/chat/completions") {
+      const route = Object.hasOwn(this.#routes, path) ? this.#routes[path] : undefined;
+      return route ? await route(request) : new Response("not found", { status: 404 });
+    }
     if (request.method !== "POST") return new Response("method not allowed", { status: 405 });
     let body: unknown;
     try {
@@ -340,7 +458,7 @@ export class FakeOpenAiServer implements AsyncDisposable {
         status: 500,
       });
     }
-    if (reply instanceof StreamReply) {
+    if (reply instanceof StreamReply || reply instanceof FastStreamReply) {
       const open: OpenRequest = { gone };
       this.#open.add(open);
       const finished = () => {
@@ -352,8 +470,11 @@ export class FakeOpenAiServer implements AsyncDisposable {
         aborted.resolve();
         finished();
       };
+      const hooks = { gone, onGone, onEnd: finished };
       return new Response(
-        sseBody(reply, body, { gone, onGone, onEnd: finished }),
+        reply instanceof FastStreamReply
+          ? fastBody(reply, body, hooks)
+          : sseBody(reply, body, hooks),
         { headers: { "content-type": "text/event-stream", "cache-control": "no-cache" } },
       );
     }
@@ -371,9 +492,9 @@ export class FakeOpenAiServer implements AsyncDisposable {
   }
 }
 
-/** Starts a {@link FakeOpenAiServer} on 127.0.0.1 and a free port. */
-export function startFakeOpenAiServer(): FakeOpenAiServer {
-  return new FakeOpenAiServer();
+/** Starts a {@link FakeOpenAiServer} on 127.0.0.1 and a free port (or `options.port`). */
+export function startFakeOpenAiServer(options?: FakeOpenAiServerOptions): FakeOpenAiServer {
+  return new FakeOpenAiServer(options);
 }
 
 const encoder = new TextEncoder();
@@ -487,4 +608,66 @@ function sseBody(
       settle("gone");
     },
   });
+}
+
+/** Bytes a fast stream's body queues at a time, when the client reads and the queue is empty. */
+const FAST_BODY_BATCH_BYTES = 64 * 1024;
+
+function fastBody(
+  reply: FastStreamReply,
+  // deno-lint-ignore no-explicit-any
+  requestBody: any,
+  hooks: { gone: AbortController; onGone: () => void; onEnd: () => void },
+): ReadableStream<Uint8Array> {
+  const writes = reply.tail(requestBody?.stream_options?.include_usage === true);
+  let next = -1; // -1: the head
+  let settled = false;
+  const settle = (how: "end" | "gone") => {
+    if (settled) return;
+    settled = true;
+    if (how === "gone") hooks.onGone();
+    else hooks.onEnd();
+  };
+  let body: ReadableStreamDefaultController<Uint8Array> | undefined;
+  // The server is closing: the client sees a cut, even while the stream waits for it to read.
+  hooks.gone.signal.addEventListener("abort", () => {
+    if (hooks.gone.signal.reason === CLIENT_GONE || settled) return;
+    try {
+      body?.error(new Error("fake server: closing"));
+    } catch {
+      // closed meanwhile
+    }
+    settle("end");
+  }, { once: true });
+  // A high-water mark of 0: `pull` runs only when the HTTP server reads and nothing is queued,
+  // so the head is made when the server is about to write the body's first bytes (not when the
+  // response is created), and no more than a batch waits in the queue.
+  return new ReadableStream<Uint8Array>({
+    start(controller) {
+      body = controller;
+    },
+    // No await: a batch is enqueued at once; the server's next read past it calls again
+    // (backpressure), which is the only wait.
+    pull(controller) {
+      if (settled) return;
+      if (next === -1) {
+        controller.enqueue(reply.head());
+        next = 0;
+        return;
+      }
+      let queued = 0;
+      while (next < writes.length && queued < FAST_BODY_BATCH_BYTES) {
+        queued += writes[next].byteLength;
+        controller.enqueue(writes[next++]);
+      }
+      if (next === writes.length) {
+        controller.close();
+        settle("end");
+      }
+    },
+    cancel() {
+      hooks.gone.abort(CLIENT_GONE);
+      settle("gone");
+    },
+  }, { highWaterMark: 0 });
 }

@@ -75,8 +75,46 @@ export interface ChurnConfig extends LoadCommon {
   readonly concurrency: number;
 }
 
+/** How a stream run reaches the model: through agentsocket, or straight to the model server. */
+export type StreamVia = "agentsocket" | "direct";
+
+/**
+ * The stream phase's workload (`target` is `agentsocket`). `via: "agentsocket"`: `count` users
+ * connect, then each sends one `chat` at once; agentsocket (`AGENT=llm`) asks the model server,
+ * which streams `pieces` pieces as fast as it is read, and the client reads every event to the
+ * run's end. `via: "direct"`: the same number of chat-completion requests go straight to the model
+ * server and are read to `[DONE]`: the floor of the measurement chain (one hop fewer, no
+ * agentsocket).
+ */
+export interface StreamConfig extends LoadCommon {
+  readonly mode: "stream";
+  readonly via: StreamVia;
+  /** The model server's root, `http://127.0.0.1:<port>` (its API under `/v1`). */
+  readonly modelUrl: string;
+  /** Pieces of each reply (the first carries the time it was written). */
+  readonly pieces: number;
+  /** Handshakes in flight while connecting. */
+  readonly concurrency: number;
+  /**
+   * The runs go one after another instead of all at once: the first piece's latency of a
+   * server (and model server) that has nothing else to do.
+   */
+  readonly sequential: boolean;
+  /**
+   * Runs started late, through agentsocket, one after another (each once the one before got its
+   * first piece, and a pause), from the moment every run started at once has its first piece
+   * until they end: the first piece's latency while the server streams, without the burst of
+   * starts. Their pieces count with the others'.
+   */
+  readonly lateRuns: number;
+  /** The pause between two late runs, ms. */
+  readonly lateGapMs: number;
+  /** The processes whose CPU time is read around the runs (the server's first). */
+  readonly probes: readonly CpuProbe[];
+}
+
 /** Any load configuration. */
-export type LoadConfig = BurstConfig | DeliveryConfig | HoldConfig | ChurnConfig;
+export type LoadConfig = BurstConfig | DeliveryConfig | HoldConfig | ChurnConfig | StreamConfig;
 
 /**
  * What `socketio/socketio_load_client.mjs` (Node, socket.io-client) is given: the delivery
@@ -172,8 +210,67 @@ export interface ChurnResult {
   readonly loadCpuMs: number;
 }
 
+/**
+ * How far the load generator's clock is from the model server's, measured before the runs by
+ * asking the model server for its time: from the exchange with the shortest round trip,
+ * `offsetMs` = the model's reading − the middle of the exchange on the client's clock. The true
+ * offset lies within ± `rttMs` / 2 of it. The stamps are compared as they are (both processes
+ * read the same kernel clock): this says how far that can be trusted.
+ */
+export interface ClockCheck {
+  readonly offsetMs: number;
+  readonly rttMs: number;
+}
+
+/** Result of a stream run. Times in ms. */
+export interface StreamResult {
+  readonly mode: "stream";
+  readonly via: StreamVia;
+  /** Runs started (chats sent, or requests made), late runs included. */
+  readonly runs: number;
+  /** Runs that did not end well (no `agent_completed` / no `[DONE]`, or failed to connect). */
+  readonly failedRuns: number;
+  readonly failures: FailureCounts;
+  /** Pieces received: counted in the text of the `agent_delta` events, or in the SSE chunks. */
+  readonly pieces: number;
+  /** Event frames received (agentsocket), `agent_delta` among them. */
+  readonly events: number;
+  readonly deltaEvents: number;
+  /** Bytes of the frames (agentsocket) or of the response bodies (direct). */
+  readonly bytes: number;
+  /** First chat (request) sent → last run's end received. */
+  readonly wallMs: number;
+  readonly piecesPerSecond: number;
+  readonly eventsPerSecond: number;
+  /**
+   * The model server wrote a run's first piece (the time stamped in it) → the client received
+   * the first `agent_delta` (direct: the first piece), on the client's clock; see
+   * {@link ClockCheck}.
+   */
+  readonly firstPieceLatency: Summary;
+  /** Every run's first-piece latency, in run order (NaN: none arrived), for pooling repeats. */
+  readonly firstPieceSamples: readonly number[];
+  /** The late runs' first-piece latencies (see {@link StreamConfig.lateRuns}). */
+  readonly lateFirstPieceSamples: readonly number[];
+  /** Per run: `agent_delta` events a second, over the run (first to last event's `ts`). */
+  readonly deltaRate: Summary;
+  /** The most `agent_delta` events of one run within any 1,000 ms of their `ts`, over all runs. */
+  readonly deltaBusiestSecond: number;
+  /**
+   * Runs whose terminal `data.text` is exactly their `agent_delta` texts concatenated, and that
+   * text exactly the model's reply (direct: runs that received every piece).
+   */
+  readonly textExact: number;
+  /** A few descriptions of runs whose text did not check out. */
+  readonly textMismatches: readonly string[];
+  readonly clock: ClockCheck;
+  /** CPU of each probe (user + system) from the first chat sent to the last run's end. */
+  readonly cpuMs: CpuByProbe;
+  readonly loadCpuMs: number;
+}
+
 /** Any result. */
-export type LoadResult = BurstResult | DeliveryResult | HoldResult | ChurnResult;
+export type LoadResult = BurstResult | DeliveryResult | HoldResult | ChurnResult | StreamResult;
 
 /** A line a load process prints. */
 export type LoadMessage =

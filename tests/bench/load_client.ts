@@ -21,10 +21,14 @@ import type {
   LoadConfig,
   LoadMessage,
   LoadResult,
+  StreamConfig,
+  StreamResult,
 } from "./_load_protocol.ts";
 import { RELEASE } from "./_load_protocol.ts";
 import { cpuMs, probeDelta, readProbes } from "./_proc.ts";
 import { summarize } from "./_stats.ts";
+import { streamClock, streamDirect, streamRun } from "./_stream_runs.ts";
+import type { StreamRunOutcome } from "./_stream_runs.ts";
 
 const PROTOCOLS = ["agentsocket.v1"];
 const READY_PREFIX = '{"type":"ready"';
@@ -395,6 +399,141 @@ async function churn(config: ChurnConfig): Promise<ChurnResult> {
   };
 }
 
+async function stream(config: StreamConfig): Promise<StreamResult> {
+  const clock = await streamClock(config.modelUrl);
+  const viaAgentsocket = config.via === "agentsocket";
+  const late = viaAgentsocket && !config.sequential ? config.lateRuns : 0;
+  let connections: Connected[] = [];
+  const failures: FailureCounts = {};
+  if (viaAgentsocket) {
+    const hellos = await hellosOf({ ...config, count: config.count + late });
+    const outcomes = await pool(
+      hellos.length,
+      config.concurrency,
+      (i) => connect(config, hellos[i]),
+    );
+    for (const o of outcomes) if (!o.ok) countFailure(failures, o.reason);
+    connections = outcomes.filter((o): o is Connected => o.ok);
+  }
+
+  const load0 = cpuMs("self");
+  const probes0 = readProbes(config.probes);
+  const t0 = performance.now();
+  const runOne = (i: number, onFirstPiece?: () => void): Promise<StreamRunOutcome> =>
+    viaAgentsocket
+      ? streamRun(connections[i].ws, connections[i].closed, {
+        id: `stream-${config.firstUser + i}`,
+        pieces: config.pieces,
+        timeoutMs: config.timeoutMs,
+        onFirstPiece,
+      })
+      : streamDirect(config.modelUrl, { pieces: config.pieces, timeoutMs: config.timeoutMs });
+  const count = viaAgentsocket ? Math.min(config.count, connections.length) : config.count;
+  const lateCount = viaAgentsocket ? connections.length - count : 0;
+  const outcomes: StreamRunOutcome[] = [];
+  const lateOutcomes: StreamRunOutcome[] = [];
+  if (config.sequential) {
+    for (let i = 0; i < count; i++) outcomes.push(await runOne(i));
+  } else {
+    let waiting = count;
+    const allStarted = Promise.withResolvers<void>();
+    if (count === 0) allStarted.resolve();
+    const started = () => {
+      if (--waiting === 0) allStarted.resolve();
+    };
+    let mainEnded = false;
+    const main = Promise.all(
+      Array.from({ length: count }, (_, i) => runOne(i, once(started))),
+    ).finally(() => mainEnded = true);
+    const lateRuns = (async () => {
+      await Promise.race([allStarted.promise, main]);
+      const runs: Promise<StreamRunOutcome>[] = [];
+      for (let j = 0; j < lateCount && !mainEnded; j++) {
+        const first = Promise.withResolvers<void>();
+        const run = runOne(count + j, first.resolve);
+        runs.push(run);
+        await Promise.race([first.promise, run]);
+        await new Promise((resolve) => setTimeout(resolve, config.lateGapMs));
+      }
+      return await Promise.all(runs);
+    })();
+    outcomes.push(...await main);
+    lateOutcomes.push(...await lateRuns);
+  }
+  const probes = probeDelta(probes0, readProbes(config.probes));
+  const loadCpuMs = cpuMs("self") - load0;
+  await closeAll(connections, config.timeoutMs);
+
+  const ended = [...outcomes, ...lateOutcomes].map((o) => o.endedAt).filter((t) =>
+    Number.isFinite(t)
+  );
+  const wallMs = (ended.length > 0 ? Math.max(...ended) : performance.now()) - t0;
+  const mismatches: string[] = [];
+  let pieces = 0, events = 0, deltaEvents = 0, bytes = 0, textExact = 0, failed = 0;
+  for (const o of [...outcomes, ...lateOutcomes]) {
+    pieces += o.pieces;
+    events += o.events;
+    deltaEvents += o.deltaEvents;
+    bytes += o.bytes;
+    if (o.failure !== undefined) {
+      failed++;
+      countFailure(failures, o.failure);
+    }
+    if (o.textMismatch === undefined) textExact++;
+    else if (mismatches.length < 3) mismatches.push(o.textMismatch);
+  }
+  const perSecond = (n: number) => wallMs > 0 ? n / (wallMs / 1000) : NaN;
+  // Late runs not started because the others had ended are no failures.
+  const notConnected = viaAgentsocket ? config.count + late - connections.length : 0;
+  return {
+    mode: "stream",
+    via: config.via,
+    runs: outcomes.length + lateOutcomes.length,
+    failedRuns: failed + notConnected,
+    failures,
+    pieces,
+    events,
+    deltaEvents,
+    bytes,
+    wallMs,
+    piecesPerSecond: perSecond(pieces),
+    eventsPerSecond: perSecond(events),
+    // A run that never got its first piece counts as the time limit.
+    firstPieceLatency: summarize(
+      outcomes.map((o) => o.firstPieceMs).filter((ms) => Number.isFinite(ms)),
+      {
+        failures: outcomes.filter((o) => !Number.isFinite(o.firstPieceMs)).length +
+          config.count - count,
+        worst: config.timeoutMs,
+      },
+    ),
+    firstPieceSamples: outcomes.map((o) => o.firstPieceMs),
+    lateFirstPieceSamples: lateOutcomes.map((o) => o.firstPieceMs),
+    deltaRate: summarize(
+      [...outcomes, ...lateOutcomes].map((o) => o.deltaRate).filter((r) => Number.isFinite(r)),
+    ),
+    deltaBusiestSecond: Math.max(
+      0,
+      ...[...outcomes, ...lateOutcomes].map((o) => o.deltaBusiestSecond),
+    ),
+    textExact,
+    textMismatches: mismatches,
+    clock,
+    cpuMs: probes,
+    loadCpuMs,
+  };
+}
+
+/** `fn`, callable once: later calls do nothing. */
+function once(fn: () => void): () => void {
+  let called = false;
+  return () => {
+    if (called) return;
+    called = true;
+    fn();
+  };
+}
+
 // ---- process --------------------------------------------------------------------------------
 
 function emit(message: LoadMessage): void {
@@ -433,6 +572,9 @@ async function main(): Promise<number> {
       break;
     case "churn":
       result = await churn(config);
+      break;
+    case "stream":
+      result = await stream(config);
       break;
   }
   emit({ type: "result", result });

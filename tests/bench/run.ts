@@ -9,7 +9,8 @@
  * Usage: `deno task bench [--quick] [--runs=N] [--only=burst,delivery,…]
  * [--engines=memory,services] [--cpu-prof] [phase flags]`; `deno task bench --help` lists the
  * phases and every flag. Quick mode checks the harness (small sizes, memory engine unless
- * `--engines` or `--only` needs another); the full mode takes about a quarter of an hour.
+ * `--engines` or `--only` needs another); the full mode takes about half an hour, half of
+ * it the stream phase (both engines).
  *
  * Load comes from separate processes; each figure is the median of several runs, the servers
  * measured in an order that alternates per repeat.
